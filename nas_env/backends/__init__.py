@@ -1,0 +1,1 @@
+"""Backends: WHERE evaluations run (inline, process pool, Ray)."""

@@ -1,0 +1,1 @@
+"""Builders: architecture -> torch nn.Module. No training code."""

@@ -1,0 +1,1 @@
+"""Datasets: where they live, download with checksums, and the fixed train/validation split."""

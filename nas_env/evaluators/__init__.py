@@ -1,0 +1,1 @@
+"""Evaluators say WHAT gives an architecture its score (training, a table lookup...)."""

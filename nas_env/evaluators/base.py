@@ -1,0 +1,31 @@
+"""The evaluator interface."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from nas_env.type_aliases import EvalResult
+
+
+class Evaluator(ABC):
+    """Scores architectures. Implementations must be picklable (they travel to worker processes).
+
+    ``metric_names`` are the metrics every result reports; the env copies them into the terminal
+    ``info`` (NaN for a failed child) so that every terminal ``info`` has the same keys.
+    """
+
+    metric_names: tuple[str, ...] = ()
+
+    @property
+    @abstractmethod
+    def fingerprint(self) -> str:
+        """Identifies everything that changes the score; results are cached per fingerprint."""
+
+    @abstractmethod
+    def evaluate(self, arch: Any, seed: int) -> EvalResult:
+        """Score ``arch`` (an architecture of the evaluator's space) deterministically given ``seed``.
+
+        A child that fails to train returns ``EvalResult(status="failed", error=...)``; it does not
+        raise.
+        """

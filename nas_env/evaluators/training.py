@@ -1,0 +1,86 @@
+"""Score CNN architectures by really training them on CIFAR-10."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import traceback
+
+import torch
+
+from nas_env.architecture import CnnArchitecture
+from nas_env.builders.cnn import build_cnn, count_parameters
+from nas_env.data.cifar import SPLIT_SEED, load_cifar10
+from nas_env.evaluators.base import Evaluator
+from nas_env.training.cifar import train_child
+from nas_env.training.recipes import Fidelity, get_fidelity
+from nas_env.type_aliases import EvalResult, Metric
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` means CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class CifarTrainingEvaluator(Evaluator):
+    """Trains each child on CIFAR-10 at a fidelity and reports its validation accuracy.
+
+    Args:
+        fidelity: A preset name (``"paper"``, ``"proxy"``, ``"smoke"``) or a ``Fidelity``.
+        data_dir: Root holding ``cifar-10-batches-py/``; defaults to ``$NAS_ENV_DATA``.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``...
+        download: Download CIFAR-10 (md5-checked) when it is not found.
+    """
+
+    metric_names = (Metric.VAL_ACCURACY.value, Metric.FINAL_VAL_ACCURACY.value, Metric.TRAIN_LOSS.value)
+
+    def __init__(
+        self,
+        fidelity: str | Fidelity = "proxy",
+        data_dir: str | os.PathLike[str] | None = None,
+        device: str | torch.device = "auto",
+        download: bool = True,
+    ) -> None:
+        """Resolve the fidelity; the data is loaded on the first evaluation."""
+        self.fidelity = get_fidelity(fidelity)
+        self.data_dir = data_dir
+        self.device = resolve_device(device)
+        self.download = download
+
+    @property
+    def fingerprint(self) -> str:
+        """CIFAR-10 split, recipe and trainer version (not the device: results are comparable)."""
+        payload = f"cifar10-split{SPLIT_SEED}-{self.fidelity.fingerprint}"
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def load_data(self, with_test: bool = False) -> None:
+        """Load (and if needed download) CIFAR-10 now, so that a missing dataset fails early."""
+        load_cifar10(self.data_dir, with_test=with_test, download_missing=self.download)
+
+    def evaluate(self, arch: CnnArchitecture, seed: int, with_test: bool = False) -> EvalResult:
+        """Build and train ``arch`` with ``seed``; failures become ``status="failed"`` results."""
+        data = load_cifar10(self.data_dir, with_test=with_test, download_missing=self.download)
+        torch.manual_seed(seed)  # weight initialisation
+        model = build_cnn(arch)
+        num_params = count_parameters(model)
+        try:
+            report = train_child(model, data, self.fidelity, seed, self.device, with_test=with_test)
+        except (FloatingPointError, RuntimeError) as exc:  # NaN loss, out of memory
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            return EvalResult(
+                "failed",
+                num_params=num_params,
+                error="".join(traceback.format_exception_only(exc)).strip(),
+                seed=seed,
+            )
+        metrics = {
+            Metric.VAL_ACCURACY.value: report.reward_accuracy(self.fidelity.reward_epochs),
+            Metric.FINAL_VAL_ACCURACY.value: report.val_accuracies[-1],
+            Metric.TRAIN_LOSS.value: report.train_loss,
+        }
+        if report.test_accuracy is not None:
+            metrics[Metric.TEST_ACCURACY.value] = report.test_accuracy
+        return EvalResult("ok", metrics, num_params, report.seconds, seed=seed)

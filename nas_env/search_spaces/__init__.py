@@ -1,0 +1,1 @@
+"""Search spaces: token schedules, masks, and tokens <-> architectures."""

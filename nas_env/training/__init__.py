@@ -1,0 +1,1 @@
+"""Child training: model + data + recipe -> metrics. Knows nothing of RL."""

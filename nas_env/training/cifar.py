@@ -1,0 +1,167 @@
+"""Train and score a CIFAR-10 child network.
+
+Fast by construction: images stay in memory as uint8 tensors; cropping, flipping and
+normalisation run batched in torch (no per-image Python); the model runs channels_last; scoring
+uses ``torch.inference_mode``; on CUDA the data lives on the device and ``precision="bf16"``
+autocasts (on CPU, bf16 uses AMX where present).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nas_env.data.cifar import MEAN, STD, CifarSplits
+from nas_env.training.recipes import Fidelity
+
+PAD = 4
+"""Random-crop padding in pixels (the standard CIFAR augmentation)."""
+
+
+@dataclass
+class TrainReport:
+    """What training one child produced."""
+
+    val_accuracies: list[float] = field(default_factory=list)
+    """Validation accuracy after each epoch, in [0, 1]."""
+    train_loss: float = float("nan")
+    """Mean training loss of the last epoch."""
+    seconds: float = 0.0
+    """Wall-clock seconds of training and scoring."""
+    test_accuracy: float | None = None
+    """Test accuracy, only when a test set was given (retraining)."""
+
+    def reward_accuracy(self, last: int) -> float:
+        """The paper's accuracy signal: the best validation accuracy over the last ``last`` epochs."""
+        return max(self.val_accuracies[-last:])
+
+
+class BatchAugment:
+    """Batched random crop (zero padding ``PAD``) + horizontal flip + normalisation on uint8 NCHW input."""
+
+    def __init__(self, device: torch.device, augment: bool) -> None:
+        """Prepare normalisation constants on ``device``."""
+        self.augment = augment
+        self.mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1) * 255
+        self.inv_std = 1 / (torch.tensor(STD, device=device).view(1, 3, 1, 1) * 255)
+
+    def __call__(self, x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+        """Return a float32 channels_last batch, augmented when enabled and ``gen`` is given."""
+        x = (x.float() - self.mean) * self.inv_std  # padding after normalising pads with the mean
+        if self.augment and gen is not None:
+            n, _, h, w = x.shape
+            padded = F.pad(x, (PAD, PAD, PAD, PAD))
+            dy = torch.randint(0, 2 * PAD + 1, (n,), generator=gen, device=gen.device).to(x.device)
+            dx = torch.randint(0, 2 * PAD + 1, (n,), generator=gen, device=gen.device).to(x.device)
+            rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+            cols = dx[:, None] + torch.arange(w, device=x.device)
+            flip = torch.rand(n, generator=gen, device=gen.device).to(x.device) < 0.5
+            cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, None, :]
+            batch = torch.arange(n, device=x.device)[:, None, None, None]
+            chan = torch.arange(3, device=x.device)[None, :, None, None]
+            x = padded[batch, chan, rows, cols]
+        return x.contiguous(memory_format=torch.channels_last)
+
+
+def _autocast(device: torch.device, precision: str) -> torch.autocast:
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+@torch.inference_mode()
+def evaluate_accuracy(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, prep: BatchAugment, batch_size: int, precision: str
+) -> float:
+    """Top-1 accuracy of ``model`` on uint8 images ``x`` with labels ``y``."""
+    model.eval()
+    device = next(model.parameters()).device
+    correct = 0
+    for start in range(0, len(x), batch_size):
+        xb = prep(x[start : start + batch_size].to(device, non_blocking=True), None)
+        with _autocast(device, precision):
+            logits = model(xb)
+        correct += int((logits.argmax(1) == y[start : start + batch_size].to(device)).sum())
+    return correct / len(x)
+
+
+def train_child(
+    model: nn.Module,
+    data: CifarSplits,
+    fidelity: Fidelity,
+    seed: int,
+    device: torch.device | str = "cpu",
+    with_test: bool = False,
+) -> TrainReport:
+    """Train ``model`` on the first ``fidelity.train_images`` training images and score it.
+
+    The validation accuracy is measured after every epoch (the reward uses the last few). The
+    order of minibatches, the augmentation and the weights (when built under the same seed) are
+    all drawn from ``seed``, so the same seed gives the same report on the same machine.
+
+    Args:
+        model: A freshly built child.
+        data: CIFAR-10 splits (uint8).
+        fidelity: The recipe.
+        seed: Seeds the minibatch order and the augmentation.
+        device: Where to train.
+        with_test: Also score the test set after training (retraining only).
+
+    Raises:
+        FloatingPointError: The training loss became NaN or infinite.
+    """
+    device = torch.device(device)
+    start = time.perf_counter()
+    model = model.to(device, memory_format=torch.channels_last)
+    train_x = data.train_x[: fidelity.train_images].to(device)
+    train_y = data.train_y[: fidelity.train_images].to(device)
+    valid_x = data.valid_x[: fidelity.valid_images].to(device)
+    valid_y = data.valid_y[: fidelity.valid_images].to(device)
+    prep = BatchAugment(device, fidelity.augment)
+    gen = torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(seed)
+    opt = torch.optim.SGD(
+        model.parameters(),
+        lr=fidelity.lr,
+        momentum=fidelity.momentum,
+        weight_decay=fidelity.weight_decay,
+        nesterov=fidelity.momentum > 0,
+    )
+    n = len(train_x)
+    steps_per_epoch = math.ceil(n / fidelity.batch_size)
+    total_steps = steps_per_epoch * fidelity.epochs
+    report = TrainReport()
+    step = 0
+    for _epoch in range(fidelity.epochs):
+        model.train()
+        perm = torch.randperm(n, generator=gen, device=gen.device).to(device)
+        loss_sum = torch.zeros((), device=device)
+        for b in range(steps_per_epoch):
+            if fidelity.lr_schedule == "cosine":
+                for group in opt.param_groups:
+                    group["lr"] = 0.5 * fidelity.lr * (1 + math.cos(math.pi * step / total_steps))
+            idx = perm[b * fidelity.batch_size : (b + 1) * fidelity.batch_size]
+            xb = prep(train_x[idx], gen)
+            with _autocast(device, fidelity.precision):
+                loss = F.cross_entropy(model(xb), train_y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.detach()
+            step += 1
+        report.train_loss = float(loss_sum) / steps_per_epoch
+        if not math.isfinite(report.train_loss):
+            raise FloatingPointError(f"training loss is {report.train_loss} after epoch {_epoch}")
+        report.val_accuracies.append(
+            evaluate_accuracy(model, valid_x, valid_y, prep, 500, fidelity.precision)
+        )
+    if with_test:
+        if data.test_x is None or data.test_y is None:
+            raise ValueError("with_test=True needs CIFAR-10 loaded with its test set")
+        report.test_accuracy = evaluate_accuracy(
+            model, data.test_x.to(device), data.test_y.to(device), prep, 500, fidelity.precision
+        )
+    report.seconds = time.perf_counter() - start
+    return report
