@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 import traceback
 
 import torch
@@ -65,6 +66,7 @@ class CifarTrainingEvaluator(Evaluator):
         torch.manual_seed(seed)  # weight initialisation
         model = build_cnn(arch)
         num_params = count_parameters(model)
+        start = time.perf_counter()
         try:
             report = train_child(model, data, self.fidelity, seed, self.device, with_test=with_test)
         except (FloatingPointError, RuntimeError) as exc:  # NaN loss, out of memory
@@ -74,6 +76,7 @@ class CifarTrainingEvaluator(Evaluator):
                 "failed",
                 num_params=num_params,
                 error="".join(traceback.format_exception_only(exc)).strip(),
+                cost_s=time.perf_counter() - start,
                 seed=seed,
             )
         metrics = {
