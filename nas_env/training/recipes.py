@@ -78,18 +78,20 @@ class Fidelity:
 
 FIDELITIES: dict[str, Fidelity] = {
     "paper": Fidelity(),
-    # Measured on 2 cores (benchmarks/bench_trainer.py): the reference 6-layer 3x3x36 chain trains
-    # at ~200 images/s in fp32, so 2 x 2,048 images plus 1,000 validation images take ~25 s.
+    # Measured with benchmarks/bench_trainer.py on 2 cores: the reference 6-layer 3x3x36 chain
+    # trains at ~250 images/s in fp32 and random 6-layer children at ~80-150 (their 7x7 filters
+    # and concatenated skip inputs cost more), so 2 x 1,536 images plus 2 x 500 validation images
+    # take ~15 s for the reference child and ~30 s for a typical one.
     "proxy": Fidelity(
         epochs=2,
-        train_images=2_048,
-        valid_images=1_000,
+        train_images=1_536,
+        valid_images=500,
         batch_size=64,
         lr=0.05,
         lr_schedule="cosine",
         reward_epochs=2,
     ),
-    "smoke": Fidelity(epochs=1, train_images=256, valid_images=256, batch_size=64, lr=0.05, reward_epochs=1),
+    "smoke": Fidelity(epochs=1, train_images=128, valid_images=128, batch_size=64, lr=0.05, reward_epochs=1),
 }
 """Named presets accepted wherever a fidelity is (``fidelity="proxy"``)."""
 
