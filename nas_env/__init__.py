@@ -11,3 +11,4 @@ from gymnasium.envs.registration import register
 __version__ = "0.1.0"
 
 register(id="NAS-CIFAR10-v0", entry_point="nas_env.envs.cifar10:CifarNASEnv")
+register(id="NAS-Bench-201-v0", entry_point="nas_env.envs.nb201:NASBench201Env")

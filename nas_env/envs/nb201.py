@@ -1,0 +1,169 @@
+"""NAS-Bench-201-v0: NB201's cell space, rewards looked up in a table or from real training."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from nas_env.envs.token_env import TokenNASEnv
+from nas_env.evaluators.base import Evaluator
+from nas_env.evaluators.nb201_training import NB201TrainingEvaluator
+from nas_env.evaluators.tabular import DEFAULT_REPORT_METRIC, DEFAULT_REWARD_METRIC, TabularEvaluator
+from nas_env.rewards import get_reward
+from nas_env.search_spaces.nb201 import NB201SearchSpace
+from nas_env.training.recipes import Fidelity
+
+_TRAINED_ONLY = {"fidelity": "proxy", "data_dir": None, "test_images": None}
+_TABULAR_ONLY = {"reward_metric": DEFAULT_REWARD_METRIC, "report_metric": DEFAULT_REPORT_METRIC}
+
+
+class NASBench201Env(TokenNASEnv):
+    """Pick the operation of each of the 6 edges of a NAS-Bench-201 cell.
+
+    Dong & Yang, "NAS-Bench-201: Extending the Scope of Reproducible Neural Architecture
+    Search", ICLR 2020 (https://arxiv.org/abs/2001.00326). Spaces and episode rules are those of
+    :class:`~nas_env.envs.token_env.TokenNASEnv`.
+
+    ## Description
+
+    A cell is a DAG of 4 nodes; each edge ``j -> i`` (``j < i``) carries one of ``none``,
+    ``skip_connect``, ``nor_conv_1x1``, ``nor_conv_3x3``, ``avg_pool_3x3``: 15,625 cells. The cell is
+    stacked into NB201's network (3 stages of 5 cells, 16/32/64 channels). Two modes:
+
+    - **tabular** (``table_path=PATH``): the reward is looked up in a CSV table in NB201's schema
+      (see :mod:`nas_env.evaluators.tabular`) in microseconds, so that whole searches take
+      seconds and compare with published numbers;
+    - **trained** (``table_path=None``): the network is trained on CIFAR-10 with the package's
+      trainer at a fidelity preset, through the same results store and cache.
+
+    ## Action Space
+
+    ``Discrete(5)``: the operation of the current edge, in the order above. Edges come in NB201's
+    order ``0->1, 0->2, 1->2, 0->3, 1->3, 2->3``. Every action is valid at every step, so
+    ``action_masks()`` is all True.
+
+    ## Observation Space
+
+    ``Box(0, 1, (43,), float32)``: one-hot of each operation chosen so far (6 x 5), one-hot of the
+    current edge (6, none after the last), one-hot of the episode length (7, always 6).
+
+    ## Rewards
+
+    0 until the last edge, then ``reward="accuracy"`` (default): the search accuracy in [0, 1]:
+    the table's ``reward_metric`` column / 100 (tabular) or the validation accuracy after training
+    (trained); ``reward="paper"``: that accuracy cubed. ``info["test_accuracy"]`` carries the
+    ``report_metric`` column / 100 (tabular) or the CIFAR-10 test accuracy (trained); it is never
+    part of the reward.
+
+    ## Starting State
+
+    No edge chosen.
+
+    ## Episode End
+
+    Terminates after the 6th edge; never truncates.
+
+    ## Info
+
+    Terminal step: ``arch`` (NB201's string), ``cached``, ``eval_status``, ``error``,
+    ``num_params`` (0 in tabular mode), ``train_seconds`` and ``cost_s`` (tabular: the table's
+    simulated training seconds for the reward metric when it has them, else 0), ``seed``,
+    ``val_accuracy``, ``test_accuracy`` and in trained mode ``final_val_accuracy``, ``train_loss``.
+
+    ## Arguments
+
+    | name           | type            | default                  | meaning                                  |
+    |----------------|-----------------|--------------------------|------------------------------------------|
+    | table_path     | str or None     | None                     | CSV table (tabular); None: trained       |
+    | reward_metric  | str             | "cifar10_valid_acc_12ep" | tabular: column scoring the search       |
+    | report_metric  | str             | "cifar10_test_acc_200ep" | tabular: column in info["test_accuracy"] |
+    | reward         | str             | "accuracy"               | "accuracy" or "paper" (accuracy cubed)   |
+    | fidelity       | str or Fidelity | "proxy"                  | trained: "paper", "proxy", "smoke"...    |
+    | test_images    | int or None     | None                     | trained: test images scored (None:       |
+    |                |                 |                          | the fidelity's valid_images)             |
+    | cache_path     | str or None     | None                     | SQLite results store (None: memory)      |
+    | data_dir       | str or None     | None                     | trained: CIFAR-10 root ($NAS_ENV_DATA)   |
+    | device         | str             | "auto"                   | trained: where networks train            |
+    | download       | bool            | True                     | trained: download CIFAR-10 when absent   |
+    | strict_actions | bool            | False                    | raise on masked actions (none here)      |
+    | render_mode    | str or None     | None                     | "ansi" renders tokens / architecture     |
+
+    Setting an argument of the other mode to a non-default value raises ``ValueError``.
+
+    ## Example
+
+    >>> import gymnasium as gym, nas_env
+    >>> env = gym.make("NAS-Bench-201-v0", fidelity="smoke")  # trained mode (no table)
+    >>> obs, info = env.reset(seed=0)
+    >>> obs.shape, info["action_mask"].tolist()
+    ((43,), [True, True, True, True, True])
+    >>> for action in [1, 4, 1, 1, 0, 1]:
+    ...     obs, reward, terminated, truncated, info = env.step(action)
+    >>> terminated, info["arch"]
+    (True, '|skip_connect~0|+|avg_pool_3x3~0|skip_connect~1|+|skip_connect~0|none~1|skip_connect~2|')
+    >>> reward == info["val_accuracy"], 0 <= info["test_accuracy"] <= 1
+    (True, True)
+
+    ## Version History
+
+    * v0: Initial version.
+    """
+
+    def __init__(
+        self,
+        table_path: str | os.PathLike[str] | None = None,
+        reward_metric: str = DEFAULT_REWARD_METRIC,
+        report_metric: str = DEFAULT_REPORT_METRIC,
+        reward: str = "accuracy",
+        fidelity: str | Fidelity = "proxy",
+        test_images: int | None = None,
+        cache_path: str | os.PathLike[str] | None = None,
+        data_dir: str | os.PathLike[str] | None = None,
+        device: str = "auto",
+        download: bool = True,
+        strict_actions: bool = False,
+        render_mode: str | None = None,
+    ) -> None:
+        """Build the space, the evaluator of the chosen mode and the reward (see the table).
+
+        Raises:
+            ValueError: A bad argument, or an argument of the other mode set.
+            DatasetError: The table is invalid (tabular mode).
+        """
+        given = {
+            "fidelity": fidelity,
+            "data_dir": data_dir,
+            "test_images": test_images,
+            "reward_metric": reward_metric,
+            "report_metric": report_metric,
+        }
+        other_mode = _TRAINED_ONLY if table_path is not None else _TABULAR_ONLY
+        for name, default in other_mode.items():
+            if given[name] != default:
+                mode = (
+                    "trained mode (table_path=None)"
+                    if table_path is not None
+                    else "tabular mode (table_path=...)"
+                )
+                raise ValueError(f"{name}={given[name]!r} only applies in {mode}; remove it or switch mode")
+        evaluator: Evaluator
+        if table_path is not None:
+            evaluator = TabularEvaluator(table_path, reward_metric, report_metric)
+        else:
+            evaluator = NB201TrainingEvaluator(
+                fidelity, data_dir=data_dir, device=device, download=download, test_images=test_images
+            )
+        super().__init__(
+            NB201SearchSpace(),
+            evaluator,
+            get_reward(reward),
+            cache_path=None if cache_path is None else str(cache_path),
+            strict_actions=strict_actions,
+            render_mode=render_mode,
+        )
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        """Start a new cell (see :class:`TokenNASEnv`; the space has no size option)."""
+        return super().reset(seed=seed, options=options)
