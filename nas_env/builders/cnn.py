@@ -31,6 +31,8 @@ class CnnChild(nn.Module):
         image_size: Input height and width (CIFAR: 32); spatial sizes are precomputed from it.
     """
 
+    _output_scale: torch.Tensor
+
     def __init__(self, arch: CnnArchitecture, num_classes: int = 10, image_size: int = 32) -> None:
         """Create the layers and precompute every padding the connection rules need."""
         super().__init__()

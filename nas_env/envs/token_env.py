@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator, Sequence
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from nas_env.backends.base import make_backend
 from nas_env.errors import InvalidActionError, check_choice
 from nas_env.evaluators.base import Evaluator
-from nas_env.rewards import RewardFn, compute_reward
+from nas_env.rewards import FAILED_REWARD, RewardFn, compute_reward
 from nas_env.search_spaces.base import SearchSpace
 from nas_env.store import ResultsStore
 from nas_env.type_aliases import EvalResult
@@ -89,6 +91,8 @@ class TokenNASEnv(gym.Env[np.ndarray, np.int64]):
         cache_path: str | None = None,
         strict_actions: bool = False,
         render_mode: str | None = None,
+        backend: str = "local",
+        backend_kwargs: dict[str, Any] | None = None,
     ) -> None:
         """Compose a search space, an evaluator, a reward function and a results store.
 
@@ -99,6 +103,9 @@ class TokenNASEnv(gym.Env[np.ndarray, np.int64]):
             cache_path: SQLite results store shared by processes; ``None`` keeps it in memory.
             strict_actions: Raise on masked actions instead of wrapping them.
             render_mode: ``None`` or ``"ansi"``.
+            backend: Where children are evaluated: ``"local"`` (this process), ``"pool"`` or
+                ``"ray"`` (see :mod:`nas_env.backends`).
+            backend_kwargs: The backend's arguments (``{"address": "auto"}``...).
         """
         if render_mode is not None:
             check_choice("render_mode", render_mode, self.metadata["render_modes"])
@@ -106,13 +113,14 @@ class TokenNASEnv(gym.Env[np.ndarray, np.int64]):
         self.evaluator = evaluator
         self.reward_fn = reward_fn
         self.store = ResultsStore(cache_path)
+        self.backend = make_backend(backend, evaluator, **(backend_kwargs or {}))
         self.strict_actions = strict_actions
         self.render_mode = render_mode
         self._max_steps = space.max_steps
         self._vocab = space.max_vocab
         self.action_space = spaces.Discrete(self._vocab)
-        obs_dim = self._max_steps * self._vocab + 2 * self._max_steps + 1
-        self.observation_space = spaces.Box(0.0, 1.0, (obs_dim,), np.float32)
+        self._obs_dim = self._max_steps * self._vocab + 2 * self._max_steps + 1
+        self.observation_space = spaces.Box(0.0, 1.0, (self._obs_dim,), np.float32)
         self._tokens: list[int] = []
         self._root_seed: int | None = None
         self.last_result: EvalResult | None = None
@@ -182,8 +190,9 @@ class TokenNASEnv(gym.Env[np.ndarray, np.int64]):
         )
 
     def close(self) -> None:
-        """Close the results store connection."""
+        """Close the results store connection and the evaluation backend."""
         self.store.close()
+        self.backend.close()
 
     # ---- evaluation ---------------------------------------------------------------------------
 
@@ -193,19 +202,50 @@ class TokenNASEnv(gym.Env[np.ndarray, np.int64]):
         Returns:
             The reward and the terminal ``info`` (without ``action_mask``).
         """
-        arch_str = arch.to_str()
+        _, reward, info = next(self.evaluate_archs([arch]))
+        return reward, info
+
+    def evaluate_archs(self, archs: Sequence[Any]) -> Iterator[tuple[int, float, dict[str, Any]]]:
+        """Score several architectures at once, as ``step`` would, yielding each as it completes.
+
+        Cache hits come first; the misses are all submitted to the backend before the first
+        yield and come back as they finish (in parallel on the ``pool`` and ``ray`` backends). An
+        architecture repeated in ``archs`` is trained once. Every attempt is stored.
+
+        Yields:
+            ``(index in archs, reward, terminal info)``.
+        """
         fingerprint = self.evaluator.fingerprint
-        hit = self.store.lookup(arch_str, fingerprint)
-        if hit is not None:
-            result, _ = hit
-            cached = True
-        else:
-            seed = child_seed(self._root_seed or 0, arch_str)
-            result = self.evaluator.evaluate(arch, seed)
-            cached = False
+        hits: list[tuple[int, str, EvalResult]] = []
+        todo: dict[str, list[int]] = {}
+        requests: list[tuple[Any, int]] = []
+        for i, arch in enumerate(archs):
+            arch_str = arch.to_str()
+            hit = self.store.lookup(arch_str, fingerprint)
+            if hit is not None:
+                hits.append((i, arch_str, hit[0]))
+            elif arch_str in todo:
+                todo[arch_str].append(i)
+            else:
+                todo[arch_str] = [i]
+                requests.append((arch, child_seed(self._root_seed or 0, arch_str)))
+        stream = self.backend.as_completed(requests)
+        for i, arch_str, result in hits:
+            yield (i, *self._finish(arch_str, result, cached=True))
+        for _, done in stream:
+            arch_str = done.arch.to_str()
+            for attempt in done.failed_attempts:  # workers that died: kept, never cached
+                self.store.add(arch_str, fingerprint, attempt, FAILED_REWARD)
+            first, *repeats = todo[arch_str]
+            yield (first, *self._finish(arch_str, done.result, cached=False))
+            for i in repeats:
+                yield (i, *self._finish(arch_str, done.result, cached=True))
+
+    def _finish(self, arch_str: str, result: EvalResult, cached: bool) -> tuple[float, dict[str, Any]]:
+        """Reward and terminal ``info`` of one result; a fresh result is stored."""
         reward = float(compute_reward(self.reward_fn, result))
         if not cached:
-            self.store.add(arch_str, fingerprint, result, reward)
+            self.store.add(arch_str, self.evaluator.fingerprint, result, reward)
         self.last_result = result
         info: dict[str, Any] = {
             "arch": arch_str,
@@ -225,7 +265,7 @@ class TokenNASEnv(gym.Env[np.ndarray, np.int64]):
         return self.evaluate_arch(self.space.decode(tokens))
 
     def _observation(self) -> np.ndarray:
-        obs = np.zeros(self.observation_space.shape, dtype=np.float32)
+        obs = np.zeros(self._obs_dim, dtype=np.float32)
         n = len(self._tokens)
         if n:
             obs[np.arange(n) * self._vocab + np.asarray(self._tokens)] = 1.0

@@ -115,7 +115,7 @@ def train_child(
     """
     device = torch.device(device)
     start = time.perf_counter()
-    model = model.to(device, memory_format=torch.channels_last)
+    model = model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     train_x = data.train_x[: fidelity.train_images].to(device)
     train_y = data.train_y[: fidelity.train_images].to(device)
     valid_x = data.valid_x[: fidelity.valid_images].to(device)
