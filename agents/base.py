@@ -125,6 +125,10 @@ class SearchAgent(ABC):
             self._callback = None
         return list(self.history)
 
+    def config_dict(self) -> dict[str, Any]:
+        """The agent's resolved settings (for the run's ``config.json``); none by default."""
+        return dict(self.overrides)
+
     @abstractmethod
     def _search(self, budget: int) -> None:
         """The search loop: evaluate until ``len(self.history) >= budget``."""
@@ -166,11 +170,14 @@ class SearchAgent(ABC):
         self.history = [Evaluation.from_state(s) for s in state]
 
 
+_DROPPED_INFO = frozenset({"action_mask", "episode", "terminal_observation", "TimeLimit.truncated"})
+
+
 def plain_info(info: dict[str, Any]) -> dict[str, Any]:
     """The terminal ``info`` with plain Python values (NumPy scalars converted, arrays dropped)."""
     out: dict[str, Any] = {}
     for key, value in info.items():
-        if key.startswith("_") or key == "action_mask" or key == "episode":
+        if key.startswith("_") or key in _DROPPED_INFO:
             continue
         if isinstance(value, np.generic):
             value = value.item()

@@ -1,0 +1,127 @@
+"""Build an argparse parser from a frozen config dataclass: each field a flag, its docstring the help.
+
+CleanRL's "the docs become ``--help``", without tyro: a field ``num_layers: int = 6`` followed by
+a one-line docstring becomes ``--num-layers N`` with that line as help.
+
+- ``bool`` fields get ``--flag/--no-flag``;
+- ``dict[str, Any]`` fields take ``KEY=VALUE`` pairs, each value read as a Python literal when it
+  is one (``3``, ``0.5``, ``True``, ``(1, 2)``, ``None``) and as a string otherwise;
+- ``X | None`` fields take an ``X``.
+
+Flags the user did not give are absent from the parsed namespace, so a script can tell a given
+value from a default (``--resume`` checks given flags against the saved run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import inspect
+import textwrap
+import types
+import typing
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line: ``prog: error: message (see --help)``."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print one line to stderr and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of a dataclass (first paragraph, joined into one line)."""
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return {}
+    body = ast.parse(source).body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for node, following in zip(body, [*body[1:], None], strict=True):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            first = inspect.cleandoc(following.value.value).split("\n\n")[0]
+            docs[node.target.id] = " ".join(first.split())
+    return docs
+
+
+def parse_key_values(items: Sequence[str]) -> dict[str, Any]:
+    """Turn ``["a=1", "b=x"]`` into ``{"a": 1, "b": "x"}`` (values read as Python literals when possible).
+
+    Raises:
+        ValueError: An item without ``=`` or with an empty key.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"expected KEY=VALUE, got {item!r}")
+        try:
+            value: Any = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        out[key.strip()] = value
+    return out
+
+
+def _key_values(text: str) -> tuple[str, Any]:
+    """Argparse ``type`` for one ``KEY=VALUE`` item."""
+    try:
+        [(key, value)] = parse_key_values([text]).items()
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return key, value
+
+
+def _base_type(hint: Any) -> Any:
+    """``int`` for ``int | None``; the hint itself otherwise."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return hint
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, exclude: Sequence[str] = ()) -> None:
+    """Add one flag per field of dataclass ``cls`` (except ``exclude``), with ``SUPPRESS`` defaults."""
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in exclude:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        hint = _base_type(hints[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else None
+        help_text = docs.get(f.name, "")
+        if default is not None and hint is not dict and typing.get_origin(hint) is not dict:
+            help_text += f" (default: {default})"
+        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text}
+        if hint is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif hint is dict or typing.get_origin(hint) is dict:
+            kwargs.update(nargs="*", type=_key_values, metavar="KEY=VALUE")
+        elif hint in (int, float, str):
+            kwargs["type"] = hint
+            kwargs["metavar"] = f.name.upper()
+        else:
+            raise TypeError(f"field {f.name!r} of {cls.__name__} has unsupported type {hints[f.name]!r}")
+        parser.add_argument(flag, dest=f.name, **kwargs)
+
+
+def given_values(namespace: argparse.Namespace) -> dict[str, Any]:
+    """The flags the user gave (``KEY=VALUE`` lists turned into dicts)."""
+    out = {}
+    for key, value in vars(namespace).items():
+        if isinstance(value, list) and all(isinstance(v, tuple) and len(v) == 2 for v in value):
+            value = dict(value)
+        out[key] = value
+    return out
