@@ -49,6 +49,8 @@ class CifarNASEnv(TokenNASEnv):
     | download         | bool              | True      | download CIFAR-10 (md5-checked) when absent    |
     | strict_actions   | bool              | False     | raise on masked actions instead of wrapping    |
     | render_mode      | str or None       | None      | "ansi" renders the tokens / architecture       |
+    | backend          | str               | "local"   | where children train: "local", "pool", "ray"   |
+    | backend_kwargs   | dict or None      | None      | backend arguments (see nas_env.backends)       |
 
     ## Example
 
@@ -83,6 +85,8 @@ class CifarNASEnv(TokenNASEnv):
         download: bool = True,
         strict_actions: bool = False,
         render_mode: str | None = None,
+        backend: str = "local",
+        backend_kwargs: dict[str, Any] | None = None,
     ) -> None:
         """Build the space, evaluator and reward from flat keyword arguments (see the table)."""
         space = CnnSearchSpace(
@@ -101,6 +105,8 @@ class CifarNASEnv(TokenNASEnv):
             cache_path=None if cache_path is None else str(cache_path),
             strict_actions=strict_actions,
             render_mode=render_mode,
+            backend=backend,
+            backend_kwargs=backend_kwargs,
         )
 
     def reset(
