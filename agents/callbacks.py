@@ -33,5 +33,7 @@ class BudgetCallback(BaseCallback):
         infos = self.locals["infos"]
         for i, done in enumerate(dones):
             if done and self._budget_left() > 0:
-                self._record(str(infos[i]["arch"]), float(rewards[i]), infos[i])
+                info = dict(infos[i])
+                reward = float(info.pop("reward", rewards[i]))  # exact, where TerminalRewardInfo wraps
+                self._record(str(info["arch"]), reward, info)
         return self._budget_left() > 0

@@ -17,8 +17,6 @@ no gradients); the update recomputes their log-probabilities in a single teacher
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from functools import lru_cache
 from typing import Any
@@ -28,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents.base import AnyEnv, SearchAgent, TokenRunner, check_overrides
+from agents.base import AnyEnv, SearchAgent, TokenRunner, check_overrides, torch_threads
 from nas_env.type_aliases import TokenSpec
 
 ANCHOR = "anchor"
@@ -100,21 +98,6 @@ class ReinforceConfig:
         """Depth of the next batch after ``num_sampled`` sampled architectures (the depth schedule)."""
         grown = self.start_layers + self.layers_increment * (num_sampled // self.increment_every)
         return min(self.max_layers, grown)
-
-
-@contextmanager
-def single_thread() -> Iterator[None]:
-    """Run the controller's tiny tensor ops on one thread, then restore the thread count.
-
-    Its matrices are 35 wide: intra-op threads only add synchronisation, and on a loaded machine
-    OpenMP's waiting made an update 100x slower.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 # ---- the controller -------------------------------------------------------------------------------
@@ -396,7 +379,7 @@ class ReinforceAgent(SearchAgent):
             if self.pending is None:
                 depth = self.config.num_layers(self.num_sampled) if self.config.depth_schedule else None
                 plan = self.controller.plan(self._schedule(depth))
-                with single_thread():
+                with torch_threads(1):
                     tokens = self.controller.sample(plan, m, self.generator)
                 self.pending = {"tokens": tokens, "num_layers": depth, "rewards": []}
                 self.num_sampled += m
@@ -409,7 +392,7 @@ class ReinforceAgent(SearchAgent):
                     batch["rewards"].append(float(reward))
                     self._record(info["arch"], reward, info)
             if len(batch["rewards"]) == m:
-                with single_thread():
+                with torch_threads(1):
                     self.update(self.controller.plan(schedule), batch["tokens"], batch["rewards"])
                 self.pending = None
 

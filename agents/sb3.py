@@ -19,11 +19,12 @@ import importlib.util
 import inspect
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
+import torch
 
-from agents.base import AnyEnv, SearchAgent, check_overrides
+from agents.base import AnyEnv, SearchAgent, check_overrides, torch_threads
 from agents.callbacks import BudgetCallback
 from nas_env.errors import DependencyNotInstalled
 
@@ -55,6 +56,27 @@ def algorithm_class(name: str) -> type[Any]:
     return getattr(module, class_name)
 
 
+class TerminalRewardInfo(gym.Wrapper[Any, Any, Any, Any]):
+    """Copies the terminal reward into ``info["reward"]`` (a Python float); steps with the caller's threads.
+
+    SB3's vector env keeps rewards in a float32 buffer; the recorded reward must be the env's own.
+    The agent trains its policy on one thread (see :func:`~agents.base.torch_threads`); a child
+    trained inside ``env.step`` gets the thread count the env was created with.
+    """
+
+    def __init__(self, env: gym.Env[Any, Any]) -> None:
+        super().__init__(env)
+        self.num_threads = torch.get_num_threads()
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Step the wrapped env; on the last step add ``info["reward"]``."""
+        with torch_threads(self.num_threads):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+        if terminated or truncated:
+            info = {**info, "reward": float(reward)}
+        return obs, reward, terminated, truncated, info
+
+
 class SB3Agent(SearchAgent):
     """A Stable-Baselines3 algorithm searching architectures one token per env step.
 
@@ -78,13 +100,13 @@ class SB3Agent(SearchAgent):
         check_overrides(self.name, overrides, [*allowed, *_EXTRA_SETTINGS])
         if overrides.get("tensorboard_log") and importlib.util.find_spec("tensorboard") is None:
             raise DependencyNotInstalled("tensorboard_log needs tensorboard; `pip install tensorboard`")
-        super().__init__(env, seed, **overrides)
+        super().__init__(TerminalRewardInfo(env), seed, **overrides)
         kwargs = dict(overrides)
         self.policy = kwargs.pop("policy", "MlpPolicy")
         self.progress_bar = bool(kwargs.pop("progress_bar", False))
         self.algo_class = cls
         self.model_kwargs = kwargs
-        self.model = cls(self.policy, env, seed=self.seed, verbose=0, **kwargs)
+        self.model = cls(self.policy, self.env, seed=self.seed, verbose=0, **kwargs)
 
     def config_dict(self) -> dict[str, Any]:
         """The settings given (the algorithm's other arguments are SB3's defaults)."""
@@ -94,6 +116,10 @@ class SB3Agent(SearchAgent):
         steps_per_arch = len(self.env.unwrapped.token_schedule())  # type: ignore[attr-defined]
         remaining = budget - len(self.history)
         callback = BudgetCallback(self._record, lambda: budget - len(self.history))
+        with torch_threads(1):
+            self._learn(remaining, steps_per_arch, callback)
+
+    def _learn(self, remaining: int, steps_per_arch: int, callback: BudgetCallback) -> None:
         self.model.learn(
             total_timesteps=(remaining + 1) * steps_per_arch,
             callback=callback,
