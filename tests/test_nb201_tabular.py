@@ -63,6 +63,16 @@ def test_reward_and_report_metrics_pick_columns(table: Path, reward_metric: str,
         assert seconds == expected(train_seconds_column(reward_metric), arch)
 
 
+def test_best_cells_are_the_tables_maxima(table: Path) -> None:
+    evaluator = TabularEvaluator(table)
+    _, columns = synthetic_columns()
+    arch, val, test = evaluator.best_cell("reward")
+    assert arch.index == int(np.argmax(np.round(columns["cifar10_valid_acc_12ep"], 4)))
+    assert (val, test) == evaluator.lookup(arch)[:2]
+    arch, _, test = evaluator.best_cell("report")
+    assert test == pytest.approx(np.round(columns["cifar10_test_acc_200ep"], 4).max() / 100)
+
+
 def test_train_seconds_column_matches_dataset_and_epochs() -> None:
     assert train_seconds_column("cifar10_valid_acc_12ep") == "cifar10_train_seconds_12ep"
     assert train_seconds_column("imagenet16_120_test_acc_200ep") == "imagenet16_120_train_seconds_200ep"

@@ -87,6 +87,8 @@ class NASBench201Env(TokenNASEnv):
     | download       | bool            | True                     | trained: download CIFAR-10 when absent   |
     | strict_actions | bool            | False                    | raise on masked actions (none here)      |
     | render_mode    | str or None     | None                     | "ansi" renders tokens / architecture     |
+    | backend        | str             | "local"                  | trained: "local", "pool" or "ray"        |
+    | backend_kwargs | dict or None    | None                     | backend arguments (nas_env.backends)     |
 
     Setting an argument of the other mode to a non-default value raises ``ValueError``.
 
@@ -123,6 +125,8 @@ class NASBench201Env(TokenNASEnv):
         download: bool = True,
         strict_actions: bool = False,
         render_mode: str | None = None,
+        backend: str = "local",
+        backend_kwargs: dict[str, Any] | None = None,
     ) -> None:
         """Build the space, the evaluator of the chosen mode and the reward (see the table).
 
@@ -160,6 +164,8 @@ class NASBench201Env(TokenNASEnv):
             cache_path=None if cache_path is None else str(cache_path),
             strict_actions=strict_actions,
             render_mode=render_mode,
+            backend=backend,
+            backend_kwargs=backend_kwargs,
         )
 
     def reset(

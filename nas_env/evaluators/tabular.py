@@ -204,8 +204,9 @@ class TabularEvaluator(Evaluator):
         self.table_path = table.path
         self.reward_metric = reward_metric
         self.report_metric = report_metric
-        self._reward = _check_percent(table, reward_metric) / 100.0
-        self._report = _check_percent(table, report_metric) / 100.0
+        # rounded so that 59.916 % reads 0.59916, not 0.5991599999999999, in CSV exports
+        self._reward = np.round(_check_percent(table, reward_metric) / 100.0, 12)
+        self._report = np.round(_check_percent(table, report_metric) / 100.0, 12)
         seconds_col = train_seconds_column(reward_metric)
         self._seconds = table.column(seconds_col) if seconds_col in table.columns else None
         self._fingerprint = hashlib.sha256(
@@ -227,6 +228,20 @@ class TabularEvaluator(Evaluator):
         i = arch.index
         seconds = 0.0 if self._seconds is None else float(self._seconds[i])
         return float(self._reward[i]), float(self._report[i]), seconds
+
+    def best_cell(self, by: str = "reward") -> tuple[NB201Architecture, float, float]:
+        """The cell with the highest reward metric (``by="reward"``) or report metric (``"report"``).
+
+        Returns:
+            The cell, its ``val_accuracy`` and its ``test_accuracy`` (fractions): what a perfect
+            search finds, and the best the table holds.
+
+        Raises:
+            ValueError: ``by`` is neither ``"reward"`` nor ``"report"``.
+        """
+        check_choice("by", by, ("reward", "report"))
+        index = int(np.argmax(self._reward if by == "reward" else self._report))
+        return NB201Architecture.from_index(index), float(self._reward[index]), float(self._report[index])
 
     def evaluate(self, arch: NB201Architecture, seed: int) -> EvalResult:
         """Look ``arch`` up; the table has one value per cell, so ``seed`` only gets recorded."""

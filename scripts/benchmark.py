@@ -1,0 +1,518 @@
+r"""Benchmark search policies: every policy x seed on one env, into runs.csv, summary.md and curves.png.
+
+Example, on a NAS-Bench-201 table (see docs/nb201.md for the schema)::
+
+    nas-benchmark --env NAS-Bench-201-v0 --env-kwargs table_path=nb201.csv \\
+        --policies reinforce,evolution,random --seeds 5 --budget 200 --out bench/nb201
+    nas-benchmark --env NAS-Bench-201-v0 --env-kwargs table_path=nb201.csv \\
+        --policies reinforce,random --seeds 5 --time-budget 20000 --out bench/nb201_time
+
+Each run (policy, seed) evaluates ``--budget`` architectures, or as many as fit in
+``--time-budget`` simulated training seconds (the sum of the env's ``info["train_seconds"]``, which
+NB201 tables give per cell, as in NATS-Bench's ``simulate_train_eval``; repeated architectures
+count again). Runs go in parallel processes. Policies use their own defaults (the paper's for
+REINFORCE) unless ``--agent-kwargs POLICY.KEY=VALUE`` overrides them.
+
+Writes to ``--out``:
+
+- ``runs.csv``: one row per evaluation (policy, seed, index, arch, reward, the report metric,
+  training seconds and their running total, best-so-far reward and the report metric of that
+  best architecture). The same arguments give the same file (training seconds of trained
+  children are measured, so only tabular runs repeat them exactly);
+- ``summary.md``: per policy, mean ± std over seeds of the report metric of the architecture with
+  the best search reward so far, at a few budgets (as in NB201's tables);
+- ``curves.png``: that best-so-far report metric against the budget, mean and 95% confidence band;
+- ``config.json``: the resolved configuration and the git commit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib
+import json
+import math
+import multiprocessing as mp
+import queue
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import nas_env  # noqa: F401 - registers the envs
+from agents.base import AGENT_NAMES, Evaluation, make_agent
+from nas_env.errors import NASEnvError, check_choice
+from scripts._cli import OneLineParser, add_dataclass_arguments, given_values
+from scripts.search import git_commit
+
+RUNS, SUMMARY, CURVES, CONFIG = "runs.csv", "summary.md", "curves.png", "config.json"
+TIME_BUDGET_CAP = 10_000
+"""Architectures a time-budgeted run may evaluate at most when ``--budget`` is not given."""
+_T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145)
+"""Student t quantiles (0.975) for 1..14 degrees of freedom; 1.96 beyond (normal approximation is
+within 5% from 15 on)."""
+
+
+class UsageError(ValueError):
+    """A bad command line; reported as one line before any work."""
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """Settings of one benchmark (each is a command-line flag)."""
+
+    out: str | None = None
+    """Output directory (created; runs.csv, summary.md, curves.png, config.json are overwritten)."""
+    env: str = "NAS-Bench-201-v0"
+    """Gymnasium env id; "module:Id" imports module first."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Env constructor arguments, e.g. table_path=nb201.csv reward_metric=cifar10_valid_acc_12ep."""
+    policies: str = "reinforce,evolution,random"
+    """Comma-separated search policies: reinforce, random, evolution, ppo, a2c, dqn, maskable_ppo."""
+    seeds: int = 3
+    """Runs per policy, with seeds 0..N-1."""
+    budget: int | None = None
+    """Architectures per run (with --time-budget: the most a run may evaluate)."""
+    time_budget: float | None = None
+    """Simulated training seconds per run (needs an env reporting them: an NB201 table with train seconds)."""
+    report_at: str = ""
+    """Budgets in summary.md, comma-separated (architectures, or seconds); default: 1/4, 1/2 and all."""
+    report_key: str = "test_accuracy"
+    """The info key reported in summary.md and curves.png; never a search signal."""
+    agent_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Policy settings as POLICY.KEY=VALUE, e.g. reinforce.batch_size=16 (default: each policy's defaults)."""
+    workers: int = 0
+    """Parallel processes; 0: one per CPU core (at most one per run); 1: all runs in this process."""
+    progress: bool = True
+    """Show a progress bar."""
+
+    def __post_init__(self) -> None:
+        """Check the values that need no env, naming the bad one."""
+        if not self.out:
+            raise UsageError("--out DIR is required")
+        for name in self.policy_list:
+            check_choice("--policies entry", name, AGENT_NAMES)
+        if len(set(self.policy_list)) != len(self.policy_list):
+            raise UsageError(f"--policies {self.policies!r} names a policy twice")
+        if self.seeds < 1 or self.workers < 0:
+            raise UsageError(f"--seeds {self.seeds} must be >= 1 and --workers {self.workers} >= 0")
+        if self.budget is None and self.time_budget is None:
+            raise UsageError("give --budget N (architectures per run) or --time-budget SECONDS")
+        if self.budget is not None and self.budget < 1:
+            raise UsageError(f"--budget {self.budget} must be a positive number of architectures")
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise UsageError(f"--time-budget {self.time_budget} must be a positive number of seconds")
+        self.overrides()  # validates the keys
+        self.checkpoints()
+
+    @property
+    def policy_list(self) -> tuple[str, ...]:
+        """The policies, in the order given."""
+        return tuple(p.strip() for p in self.policies.split(",") if p.strip())
+
+    @property
+    def max_evaluations(self) -> int:
+        """Architectures a run evaluates at most."""
+        return self.budget if self.budget is not None else TIME_BUDGET_CAP
+
+    def overrides(self) -> dict[str, dict[str, Any]]:
+        """``--agent-kwargs`` split per policy.
+
+        Raises:
+            UsageError: A key without a ``POLICY.`` prefix or naming a policy not benchmarked.
+        """
+        out: dict[str, dict[str, Any]] = {p: {} for p in self.policy_list}
+        for key, value in self.agent_kwargs.items():
+            policy, sep, setting = key.partition(".")
+            if not sep or policy not in out:
+                raise UsageError(
+                    f"--agent-kwargs {key}={value!r}: keys are POLICY.KEY with POLICY one of "
+                    f"{list(self.policy_list)}, e.g. reinforce.batch_size=16"
+                )
+            out[policy][setting] = value
+        return out
+
+    def checkpoints(self) -> list[float]:
+        """The budgets reported in summary.md (architectures, or seconds with a time budget)."""
+        limit = float(self.time_budget if self.time_budget is not None else self.max_evaluations)
+        if not self.report_at:
+            if self.time_budget is not None:
+                return [limit / 4, limit / 2, limit]
+            return sorted({max(1.0, float(int(limit) // 4)), max(1.0, float(int(limit) // 2)), limit})
+        try:
+            points = sorted({float(x) for x in self.report_at.split(",")})
+        except ValueError as exc:
+            raise UsageError(f"--report-at {self.report_at!r} must be comma-separated numbers") from exc
+        if points[0] <= 0 or points[-1] > limit:
+            raise UsageError(f"--report-at {self.report_at!r}: each budget must be in (0, {limit:g}]")
+        return points
+
+
+# ---- one run -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    """One search run: a policy, a seed and everything needed to rebuild env and agent in a worker."""
+
+    policy: str
+    seed: int
+    env: str
+    env_kwargs: dict[str, Any]
+    overrides: dict[str, Any]
+    max_evaluations: int
+    time_budget: float | None
+    report_key: str
+
+
+class _BudgetSpent(Exception):
+    """Raised from the evaluation callback when the next evaluation would exceed the time budget."""
+
+
+def make_env(env: str, env_kwargs: dict[str, Any]) -> gym.Env[Any, Any]:
+    """``gym.make`` with the ``module:Id`` form; bad ids or arguments become :class:`UsageError`."""
+    module, _, env_id = env.rpartition(":")
+    try:
+        if module:
+            importlib.import_module(module)
+        return gym.make(env_id, **env_kwargs)
+    except (gym.error.Error, ImportError, TypeError, ValueError, NASEnvError) as exc:
+        raise UsageError(f"--env {env} --env-kwargs {env_kwargs}: {exc}") from exc
+
+
+def run_job(job: Job, progress: Callable[[float], None] | None = None) -> tuple[list[dict[str, Any]], float]:
+    """Run one search and return its rows (see ``runs.csv``) and its wall-clock seconds."""
+    start = time.perf_counter()
+    torch.set_num_threads(1)  # runs go in parallel; one thread each is also deterministic
+    env = make_env(job.env, job.env_kwargs)
+    agent = make_agent(job.policy, env, seed=job.seed, **job.overrides)
+    rows: list[dict[str, Any]] = []
+    report, best_report = job.report_key, f"best_{job.report_key}"
+
+    def record(evaluation: Evaluation) -> None:
+        seconds = float(evaluation.info.get("train_seconds", 0.0))
+        total = (rows[-1]["total_train_seconds"] if rows else 0.0) + seconds
+        if job.time_budget is not None and total > job.time_budget:
+            raise _BudgetSpent
+        value = float(evaluation.info.get(report, math.nan))
+        improved = not rows or evaluation.reward > rows[-1]["best_reward"]
+        row = {
+            "policy": job.policy,
+            "seed": job.seed,
+            "index": evaluation.index,
+            "arch": evaluation.arch,
+            "reward": evaluation.reward,
+            report: value,
+            "train_seconds": seconds,
+            "total_train_seconds": total,
+            "best_reward": evaluation.reward if improved else rows[-1]["best_reward"],
+            best_report: value if improved else rows[-1][best_report],
+        }
+        rows.append(row)
+        if progress is not None:
+            progress(seconds if job.time_budget is not None else 1)
+
+    try:
+        agent.search(job.max_evaluations, callback=record)
+    except _BudgetSpent:
+        pass
+    finally:
+        env.close()
+    return rows[: job.max_evaluations], time.perf_counter() - start
+
+
+# ---- many runs in parallel ------------------------------------------------------------------------------
+
+_PROGRESS: Any = None
+
+
+class _Batched:
+    """Sends progress to the parent at most every 0.2 s (a queue put per tabular lookup would dominate)."""
+
+    def __init__(self, sink: Any) -> None:
+        self.sink, self.pending, self.last = sink, 0.0, time.monotonic()
+
+    def __call__(self, amount: float) -> None:
+        self.pending += amount
+        if time.monotonic() - self.last > 0.2:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.sink.put(self.pending)
+        self.pending, self.last = 0.0, time.monotonic()
+
+
+def _init_worker(progress_queue: Any) -> None:
+    global _PROGRESS
+    _PROGRESS = progress_queue
+    torch.set_num_threads(1)
+
+
+def _run_in_worker(job: Job) -> tuple[list[dict[str, Any]], float]:
+    progress = _Batched(_PROGRESS)
+    try:
+        return run_job(job, progress)
+    finally:
+        progress.flush()
+
+
+def _drain(progress_queue: Any, bar: tqdm) -> None:
+    while True:
+        try:
+            bar.update(progress_queue.get_nowait())
+        except queue.Empty:
+            return
+
+
+def run_all(jobs: Sequence[Job], workers: int, bar: tqdm) -> list[tuple[list[dict[str, Any]], float]]:
+    """Run every job, in ``workers`` spawned processes (or in this one for ``workers == 1``)."""
+    if workers == 1:
+        return [run_job(job, bar.update) for job in jobs]
+    ctx = mp.get_context("spawn")  # no fork after torch started its thread pools
+    progress_queue = ctx.Queue()
+    with ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=_init_worker, initargs=(progress_queue,)
+    ) as pool:
+        futures: dict[Future[Any], Job] = {pool.submit(_run_in_worker, job): job for job in jobs}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            _drain(progress_queue, bar)
+            for future in done:
+                if future.exception() is not None:
+                    job = futures[future]
+                    raise RuntimeError(f"run {job.policy} seed {job.seed} failed: {future.exception()}")
+        _drain(progress_queue, bar)
+        return [future.result() for future in futures]
+
+
+# ---- outputs ------------------------------------------------------------------------------------------
+
+
+def write_runs(path: Path, runs: Sequence[list[dict[str, Any]]]) -> None:
+    """Write every row of every run, in job order (policy as given, then seed, then index)."""
+    rows = [row for run in runs for row in run]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["policy"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def best_at(run: list[dict[str, Any]], budget: float, key: str, by_time: bool) -> float:
+    """The best-so-far value of ``key`` after ``budget`` architectures (or simulated seconds)."""
+    if by_time:
+        within = [row for row in run if row["total_train_seconds"] <= budget]
+        return float(within[-1][key]) if within else math.nan
+    return float(run[min(int(budget), len(run)) - 1][key]) if run else math.nan
+
+
+def _scale(key: str) -> float:
+    return 100.0 if key.endswith("accuracy") else 1.0
+
+
+def mean_std(values: Sequence[float], digits: int = 2) -> str:
+    """``"mean ± std"`` over the finite values (sample std, n - 1), ``"-"`` when there are none."""
+    finite = np.asarray([v for v in values if math.isfinite(v)])
+    if not len(finite):
+        return "-"
+    std = float(finite.std(ddof=1)) if len(finite) > 1 else 0.0
+    return f"{finite.mean():.{digits}f} ± {std:.{digits}f}"
+
+
+def summary_markdown(
+    config: BenchmarkConfig,
+    runs: dict[str, list[list[dict[str, Any]]]],
+    wall: dict[str, list[float]],
+    optimum: tuple[str, float, float] | None,
+) -> str:
+    """The summary table: per policy, the report metric of the best-reward architecture at each budget."""
+    key, by_time = config.report_key, config.time_budget is not None
+    scale = _scale(key)
+    unit = "s" if by_time else ""
+    points = config.checkpoints()
+    pct = " (%)" if scale == 100 else ""
+    header = ["policy", *[f"{key}{pct} @ {p:g}{unit}" for p in points], "best reward", "runs", "wall s/run"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for policy, policy_runs in runs.items():
+        cells = [
+            mean_std([best_at(r, p, f"best_{key}", by_time) * scale for r in policy_runs]) for p in points
+        ]
+        final = mean_std([r[-1]["best_reward"] if r else math.nan for r in policy_runs], digits=4)
+        cells += [final, str(len(policy_runs)), f"{np.mean(wall[policy]):.2f}"]
+        lines.append("| " + " | ".join([policy, *cells]) + " |")
+    budget = (
+        f"{config.time_budget:g} simulated training seconds" if by_time else f"{config.budget} architectures"
+    )
+    text = [
+        f"# Benchmark on {config.env}",
+        "",
+        f"Env arguments: `{json.dumps(config.env_kwargs, sort_keys=True)}`; {config.seeds} seeds per policy "
+        f"(0..{config.seeds - 1}); budget: {budget} per run. Each cell: mean ± std over seeds of "
+        f"`{key}` of the architecture with the best search reward found within that budget. "
+        "`best reward`: the best search reward at the end.",
+        "",
+        *lines,
+    ]
+    if optimum is not None:
+        arch, reward, report = optimum
+        text += [
+            "",
+            f"Best possible: the cell with the best search reward, `{arch}`, has reward {reward * 100:.2f} "
+            f"and {key} {report * scale:.2f}.",
+        ]
+    return "\n".join(text) + "\n"
+
+
+def _band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over runs (rows) and the half-width of its 95% confidence interval (Student t).
+
+    Points where some run has no value yet (time budgets: before its first evaluation) are NaN.
+    """
+    n = len(values)
+    mean = values.mean(axis=0)
+    if n < 2:
+        return mean, np.zeros_like(mean)
+    t = _T_975[n - 2] if n - 1 <= len(_T_975) else 1.96
+    return mean, t * values.std(axis=0, ddof=1) / np.sqrt(n)
+
+
+def plot_curves(
+    path: Path,
+    config: BenchmarkConfig,
+    runs: dict[str, list[list[dict[str, Any]]]],
+    optimum: tuple[str, float, float] | None,
+) -> None:
+    """Best-so-far report metric against the budget: mean and 95% band per policy (matplotlib, Agg)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    key, by_time = config.report_key, config.time_budget is not None
+    scale = _scale(key)
+    limit = config.time_budget if config.time_budget is not None else config.max_evaluations
+    xs = np.linspace(0, limit, 200)[1:] if by_time else np.arange(1, config.max_evaluations + 1)
+    fig = Figure(figsize=(7, 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for policy, policy_runs in runs.items():
+        values = np.array([[best_at(r, x, f"best_{key}", by_time) * scale for x in xs] for r in policy_runs])
+        mean, half = _band(values)
+        ax.plot(xs, mean, label=f"{policy} ({len(policy_runs)} seeds)")
+        ax.fill_between(xs, mean - half, mean + half, alpha=0.2)
+    if optimum is not None:
+        ax.axhline(
+            optimum[2] * scale,
+            color="black",
+            linestyle="--",
+            linewidth=1,
+            label="best-reward cell (perfect search)",
+        )
+    ax.set_xlabel("simulated training seconds" if by_time else "architectures evaluated")
+    ax.set_ylabel(f"{key} of best-reward arch so far" + (" (%)" if scale == 100 else ""))
+    ax.set_title(f"{config.env}: mean and 95% confidence band over seeds")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+# ---- command line --------------------------------------------------------------------------------------
+
+
+def parse_config(argv: Sequence[str] | None) -> BenchmarkConfig:
+    """Parse the command line into a :class:`BenchmarkConfig`."""
+    parser = OneLineParser(
+        prog="nas-benchmark", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_dataclass_arguments(parser, BenchmarkConfig)
+    return BenchmarkConfig(**given_values(parser.parse_args(argv)))
+
+
+def check_env(config: BenchmarkConfig) -> tuple[str, float, float] | None:
+    """Build the env and every overridden agent once, so bad settings fail before any work.
+
+    Returns:
+        For a table-backed env reporting ``test_accuracy``: the cell with the best search reward.
+
+    Raises:
+        UsageError: A bad env id, env argument, agent setting or an impossible time budget.
+    """
+    env = make_env(config.env, config.env_kwargs)
+    try:
+        evaluator = getattr(env.unwrapped, "evaluator", None)
+        if config.time_budget is not None and not getattr(evaluator, "has_train_seconds", False):
+            raise UsageError(
+                f"--time-budget needs simulated training seconds, which {config.env} with "
+                f"{config.env_kwargs} does not report; use an NB201 table with "
+                "{dataset}_train_seconds_{epochs}ep columns, or --budget"
+            )
+        for policy, overrides in config.overrides().items():
+            if overrides:
+                try:
+                    make_agent(policy, env, seed=0, **overrides)
+                except (TypeError, ValueError, NASEnvError) as exc:
+                    raise UsageError(f"--agent-kwargs for {policy}: {exc}") from exc
+        if config.report_key == "test_accuracy" and hasattr(evaluator, "best_cell"):
+            arch, reward, report = evaluator.best_cell("reward")
+            return arch.to_str(), reward, report
+        return None
+    finally:
+        env.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``nas-benchmark``; prints the summary table."""
+    try:
+        config = parse_config(argv)
+        optimum = check_env(config)
+    except (UsageError, ValueError, NASEnvError) as exc:
+        print(f"nas-benchmark: error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(config.out or ".")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CONFIG).write_text(json.dumps({"benchmark": asdict(config), "commit": git_commit()}, indent=2))
+    overrides = config.overrides()
+    jobs = [
+        Job(
+            p,
+            s,
+            config.env,
+            config.env_kwargs,
+            overrides[p],
+            config.max_evaluations,
+            config.time_budget,
+            config.report_key,
+        )
+        for p in config.policy_list
+        for s in range(config.seeds)
+    ]
+    workers = config.workers or min(len(jobs), mp.cpu_count())
+    by_time = config.time_budget is not None
+    total = len(jobs) * (config.time_budget if config.time_budget is not None else config.max_evaluations)
+    with tqdm(
+        total=total, unit="s" if by_time else "arch", disable=not config.progress, desc="benchmark"
+    ) as bar:
+        results = run_all(jobs, min(workers, len(jobs)), bar)
+    runs: dict[str, list[list[dict[str, Any]]]] = {p: [] for p in config.policy_list}
+    wall: dict[str, list[float]] = {p: [] for p in config.policy_list}
+    for job, (rows, seconds) in zip(jobs, results, strict=True):
+        runs[job.policy].append(rows)
+        wall[job.policy].append(seconds)
+    write_runs(out / RUNS, [rows for rows, _ in results])
+    summary = summary_markdown(config, runs, wall, optimum)
+    (out / SUMMARY).write_text(summary)
+    plot_curves(out / CURVES, config, runs, optimum)
+    print(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

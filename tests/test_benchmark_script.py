@@ -1,0 +1,158 @@
+"""nas-benchmark: outputs, reproducibility, time budgets and errors, on the synthetic NB201 table."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from nb201_table import write_nb201_table
+
+from nas_env.evaluators.tabular import TabularEvaluator
+from nas_env.search_spaces.nb201 import NB201Architecture
+from scripts.benchmark import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(write_nb201_table(tmp_path_factory.mktemp("nb201") / "table.csv"))
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def args(table: str, out: Path, *extra: str) -> list[str]:
+    return [
+        "--env",
+        "NAS-Bench-201-v0",
+        "--env-kwargs",
+        f"table_path={table}",
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
+
+
+def check_runs(rows: list[dict[str, str]], table: str) -> None:
+    """Every row is the table's value for its arch, and the best-so-far columns follow the rewards."""
+    evaluator = TabularEvaluator(table)
+    best: dict[tuple[str, str], tuple[float, float]] = {}
+    for row in rows:
+        val, test, seconds = evaluator.lookup(NB201Architecture.from_str(row["arch"]))
+        assert float(row["reward"]) == val and float(row["test_accuracy"]) == test
+        assert float(row["train_seconds"]) == seconds
+        key = (row["policy"], row["seed"])
+        if key not in best or val > best[key][0]:
+            best[key] = (val, test)
+        assert (float(row["best_reward"]), float(row["best_test_accuracy"])) == best[key]
+
+
+def test_benchmark_writes_three_files_and_reruns_identically(table: str, tmp_path: Path) -> None:
+    policies = "reinforce,evolution,random"
+    extra = ("--policies", policies, "--seeds", "2", "--budget", "24", "--report-at", "8,24")
+    command = [
+        sys.executable,
+        "-m",
+        "scripts.benchmark",
+        *args(table, tmp_path / "a", *extra),
+        "--workers",
+        "2",
+    ]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "a"
+    rows = read_rows(out / "runs.csv")
+    assert list(rows[0]) == [
+        "policy",
+        "seed",
+        "index",
+        "arch",
+        "reward",
+        "test_accuracy",
+        "train_seconds",
+        "total_train_seconds",
+        "best_reward",
+        "best_test_accuracy",
+    ]
+    assert len(rows) == 3 * 2 * 24
+    assert [(r["policy"], r["seed"], r["index"]) for r in rows[:2]] == [
+        ("reinforce", "0", "0"),
+        ("reinforce", "0", "1"),
+    ]
+    check_runs(rows, table)
+    summary = (out / "summary.md").read_text()
+    for policy in policies.split(","):
+        assert f"| {policy} | " in summary
+    assert (
+        "test_accuracy (%) @ 8 |" in summary
+        and "Best possible: the cell with the best search reward" in summary
+    )
+    assert summary in done.stdout
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "config.json").is_file()
+
+    # Same arguments, run in this process instead of two workers: the same runs.csv, byte for byte.
+    assert main(args(table, tmp_path / "b", *extra, "--workers", "1")) == 0
+    assert (tmp_path / "b" / "runs.csv").read_bytes() == (out / "runs.csv").read_bytes()
+
+
+def test_time_budget_counts_simulated_training_seconds(table: str, tmp_path: Path) -> None:
+    extra = ("--policies", "random,ppo", "--seeds", "1", "--time-budget", "5000", "--workers", "1")
+    assert main(args(table, tmp_path, *extra)) == 0
+    rows = read_rows(tmp_path / "runs.csv")
+    check_runs(rows, table)
+    for policy in ("random", "ppo"):
+        totals = [float(r["total_train_seconds"]) for r in rows if r["policy"] == policy]
+        assert 5 <= len(totals) and totals[-1] <= 5000
+        assert (
+            totals == sorted(totals) and totals[-1] > 5000 - 12 * 12 * 7
+        )  # the next cell (<= 1008 s) did not fit
+    assert "@ 5000s |" in (tmp_path / "summary.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--policies", "reinforce,randm", "--budget", "5"), "Did you mean 'random'?"),
+        (("--policies", "random", "--budget", "0"), "--budget 0 must be a positive number"),
+        (
+            (
+                "--policies",
+                "random",
+            ),
+            "give --budget N (architectures per run) or --time-budget SECONDS",
+        ),
+        (("--budget", "5", "--agent-kwargs", "batch_size=4"), "keys are POLICY.KEY"),
+        (("--budget", "5", "--agent-kwargs", "reinforce.batch_sise=4"), "Did you mean 'batch_size'?"),
+        (("--budget", "5", "--report-at", "3,9"), "each budget must be in (0, 5]"),
+        (("--budget", "5", "--env-kwargs", "table_path=/nonexistent.csv"), "cannot be read"),
+    ],
+)
+def test_bad_arguments_fail_before_any_work(
+    table: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: tuple[str, ...], message: str
+) -> None:
+    argv = args(table, tmp_path / "out", *extra)
+    if "--env-kwargs" in extra:
+        argv = argv[4:]  # the test's own --env-kwargs replaces the table
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_time_budget_needs_train_seconds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from nb201_table import table_lines
+
+    lines = table_lines(extra_column=False)
+    keep = [i for i, name in enumerate(lines[0].split(",")) if "train_seconds" not in name]
+    path = write_nb201_table(
+        tmp_path / "t.csv", [",".join(line.split(",")[i] for i in keep) for line in lines]
+    )
+    assert main(args(str(path), tmp_path / "out", "--policies", "random", "--time-budget", "100")) == 2
+    assert "--time-budget needs simulated training seconds" in capsys.readouterr().err
