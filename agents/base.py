@@ -254,9 +254,9 @@ class TokenRunner:
     """
 
     def __init__(self, env: AnyEnv, seed: int) -> None:
-        self.env = env
+        self.env: Any = env  # gym.Env or VectorEnv; duck-typed below
         self.is_vector = isinstance(env, gym.vector.VectorEnv)
-        self.num_envs = int(env.num_envs) if self.is_vector else 1
+        self.num_envs = int(getattr(env, "num_envs", 1)) if self.is_vector else 1
         self._seed: int | None = seed
         self._num_layers: int | None = None
         self._options: dict[str, Any] = {}
@@ -322,7 +322,8 @@ class TokenRunner:
             _, rewards, terms, truncs, infos = self.env.step(actions[:, step])
         if not np.all(terms | truncs):
             raise RuntimeError(f"vector episodes did not end after {length} tokens")
-        results = []
+        results: list[tuple[float, dict[str, Any]]] = []
+        rewards = np.asarray(rewards)
         for i in range(n):
             info = {k: v[i] for k, v in infos.items() if not k.startswith("_") and isinstance(v, np.ndarray)}
             results.append((float(rewards[i]), info))

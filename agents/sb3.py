@@ -113,7 +113,7 @@ class SB3Agent(SearchAgent):
         return {"algorithm": self.algo_class.__name__, "policy": self.policy, **self.model_kwargs}
 
     def _search(self, budget: int) -> None:
-        steps_per_arch = len(self.env.unwrapped.token_schedule())  # type: ignore[attr-defined]
+        steps_per_arch = len(self.env.unwrapped.token_schedule())  # type: ignore[union-attr]
         remaining = budget - len(self.history)
         callback = BudgetCallback(self._record, lambda: budget - len(self.history))
         with torch_threads(1):

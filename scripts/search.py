@@ -2,7 +2,7 @@ r"""Search architectures with one agent on one env, into a run directory that su
 
 Example::
 
-    nas-search --env NAS-CIFAR10-v0 --env-kwargs fidelity=proxy num_layers=6 \\
+    nas-search --env NAS-CIFAR10-v0 --env-kwargs fidelity=proxy num_layers=6 \
         --agent reinforce --agent-kwargs batch_size=8 --budget 400 --seed 0 --out runs/rl0
     nas-search --out runs/rl0 --resume            # after a crash or kill: continue exactly
 
@@ -138,7 +138,7 @@ def make_env(config: SearchConfig) -> tuple[gym.Env[Any, Any], dict[str, Any]]:
     except (gym.error.Error, ImportError) as exc:
         raise UsageError(f"--env {config.env!r}: {exc}") from exc
     kwargs = dict(config.env_kwargs)
-    creator = spec.entry_point if callable(spec.entry_point) else load_env_creator(spec.entry_point)
+    creator = spec.entry_point if callable(spec.entry_point) else load_env_creator(str(spec.entry_point))
     params = inspect.signature(creator).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     if not takes_any:
@@ -289,7 +289,12 @@ def run(
     budget = int(config.budget or 0)
     bar = _progress_bar(config, agent, budget)
     try:
-        history = agent.search(budget, callback=lambda e: (writer(e), bar(e)))
+
+        def on_evaluation(evaluation: Evaluation) -> None:
+            writer(evaluation)
+            bar(evaluation)
+
+        history = agent.search(budget, callback=on_evaluation)
         writer.checkpoint()
     finally:
         writer.close()
@@ -320,10 +325,15 @@ def _progress_bar(config: SearchConfig, agent: SearchAgent, budget: int) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``nas-search``; returns the exit status (2 for a bad command line)."""
+    created: Path | None = None
     try:  # every check of the command line happens here, before any evaluation
         config = resolve_config(argv)
+        out = Path(config.out or ".")
+        created = None if out.exists() else out
         env, env_kwargs, agent = build(config)
     except (UsageError, ValueError) as exc:
+        if created is not None and created.is_dir() and not any(created.iterdir()):
+            created.rmdir()  # the env's results store made it; leave no trace of a rejected run
         print(f"nas-search: error: {exc}", file=sys.stderr)
         return 2
     history = run(config, env, env_kwargs, agent)
