@@ -111,14 +111,15 @@ class Plan:
     anchor point of a layer (``kind == ANCHOR``). Precomputed once per schedule.
     """
 
-    steps: tuple[tuple[str, int], ...]
-    """Per LSTM step: (kind, schedule position) or (ANCHOR, layer index in ``anchor_steps``)."""
+    steps: tuple[tuple[str, int, int], ...]
+    """Per LSTM step: (kind, schedule position, number of choices) or (ANCHOR, index of the layer, 2)."""
     prev_pos: torch.Tensor
     """Per step: schedule position of the token fed in as input, or -1 (start / after an anchor point)."""
     prev_id: torch.Tensor
     """Per step: embedding offset of that token's kind, or the fixed id of the start/after-anchor input."""
-    heads: tuple[tuple[str, torch.Tensor, torch.Tensor], ...]
-    """Per kind: (kind, its LSTM steps, their schedule positions), for the teacher-forced pass."""
+    heads: tuple[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor | None], ...]
+    """Per kind: (kind, its LSTM steps, their schedule positions, mask of each step's valid choices
+    or None when every step has all of the head's choices), for the teacher-forced pass."""
     anchor_steps: torch.Tensor
     """LSTM step of each layer's anchor point."""
     anchor_pos: torch.Tensor
@@ -137,7 +138,8 @@ class Controller(nn.Module):
     """The paper's controller: embeddings, a stacked LSTM, one softmax head per token type, anchor attention.
 
     Args:
-        vocab: Number of choices of every non-anchor token type.
+        vocab: Size of the head of every non-anchor token type (its most choices at any step;
+            a step with fewer choices uses the first ones).
         config: Sizes and initialisation range.
     """
 
@@ -166,7 +168,7 @@ class Controller(nn.Module):
 
     def plan(self, schedule: tuple[TokenSpec, ...]) -> Plan:
         """The (cached) :class:`Plan` of ``schedule``."""
-        return _plan(schedule, tuple(self.offsets.items()))
+        return _plan(schedule, tuple(self.offsets.items()), tuple(self.vocab.items()))
 
     @torch.no_grad()
     def sample(self, plan: Plan, batch_size: int, generator: torch.Generator) -> list[list[int]]:
@@ -176,10 +178,10 @@ class Controller(nn.Module):
         zeros = torch.zeros(batch_size, self.lstm.hidden_size)
         state = [(zeros, zeros)] * self.lstm.num_layers
         prev_keys: list[torch.Tensor] = []  # W_prev · h_j of every anchor point so far
-        for kind, index in plan.steps:
+        for kind, index, num_choices in plan.steps:
             h = self._step(self.embedding(x), state)
             if kind != ANCHOR:
-                probs = F.softmax(self.heads[kind](h), dim=-1)
+                probs = F.softmax(self.heads[kind](h)[:, :num_choices], dim=-1)
                 choice = torch.multinomial(probs, 1, generator=generator)[:, 0]
                 tokens[:, index] = choice
                 x = choice + self.offsets[kind]
@@ -225,10 +227,14 @@ class Controller(nn.Module):
         out, _ = self.lstm(self.embedding(inputs))  # (B, T, H)
         log_prob = out.new_zeros(tokens.shape[0])
         entropy = out.new_zeros(tokens.shape[0])
-        for kind, steps, positions in plan.heads:
-            logp = F.log_softmax(self.heads[kind](out[:, steps]), dim=-1)  # (B, n, C)
+        for kind, steps, positions, valid in plan.heads:
+            logits = self.heads[kind](out[:, steps])  # (B, n, C)
+            if valid is not None:
+                logits = logits.masked_fill(~valid, float("-inf"))
+            logp = F.log_softmax(logits, dim=-1)
             log_prob = log_prob + logp.gather(-1, tokens[:, positions, None]).sum((1, 2))
-            entropy = entropy - (logp.exp() * logp).sum((1, 2))
+            finite = logp if valid is None else logp.masked_fill(~valid, 0.0)  # 0·log 0 = 0, no NaN
+            entropy = entropy - (logp.exp() * finite).sum((1, 2))
         if plan.anchor_pos.numel():
             states = out[:, plan.anchor_steps]  # (B, L, H)
             keys = self.w_prev(states)[:, plan.anchor_j] + self.w_curr(states)[:, plan.anchor_i]
@@ -241,26 +247,35 @@ class Controller(nn.Module):
 
 
 @lru_cache(maxsize=64)
-def _plan(schedule: tuple[TokenSpec, ...], offsets: tuple[tuple[str, int], ...]) -> Plan:
-    offset = dict(offsets)
+def _plan(
+    schedule: tuple[TokenSpec, ...], offsets: tuple[tuple[str, int], ...], sizes: tuple[tuple[str, int], ...]
+) -> Plan:
+    offset, size = dict(offsets), dict(sizes)
+
+    def tensor(values: list[int]) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.long)
+
     has_anchor = any(s.kind == ANCHOR for s in schedule)
     last_pos = {s.layer: p for p, s in enumerate(schedule) if s.kind != ANCHOR}
-    steps: list[tuple[str, int]] = []
+    steps: list[tuple[str, int, int]] = []
     prev_pos, prev_id = [-1], [Controller.START]
     anchor_layer: dict[int, int] = {}  # layer -> index into anchor_steps
     anchor_steps: list[int] = []
     for pos, spec in enumerate(schedule):
         if spec.kind == ANCHOR:
             continue
-        if spec.kind not in offset:
-            raise ValueError(f"token kind {spec.kind!r} at step {pos} has no head; known: {sorted(offset)}")
-        steps.append((spec.kind, pos))
+        if spec.kind not in offset or spec.num_choices > size[spec.kind]:
+            raise ValueError(
+                f"token {spec.kind!r} with {spec.num_choices} choices at step {pos} does not fit the "
+                f"controller's heads {size}; build it from the largest schedule"
+            )
+        steps.append((spec.kind, pos, spec.num_choices))
         prev_pos.append(pos)
         prev_id.append(offset[spec.kind])
         if has_anchor and pos == last_pos[spec.layer]:
             anchor_layer[spec.layer] = len(anchor_steps)
             anchor_steps.append(len(steps))
-            steps.append((ANCHOR, len(anchor_steps) - 1))
+            steps.append((ANCHOR, len(anchor_steps) - 1, 2))
             prev_pos.append(-1)
             prev_id.append(Controller.AFTER_ANCHOR)
     anchor_pos, anchor_i, anchor_j = [], [], []
@@ -276,12 +291,17 @@ def _plan(schedule: tuple[TokenSpec, ...], offsets: tuple[tuple[str, int], ...])
             anchor_i.append(i)
             anchor_j.append(j)
     heads = []
-    for kind in sorted({k for k, _ in steps if k != ANCHOR}):
-        idx = [(t, p) for t, (k, p) in enumerate(steps) if k == kind]
-        heads.append((kind, torch.tensor([t for t, _ in idx]), torch.tensor([p for _, p in idx])))
-
-    def tensor(values: list[int]) -> torch.Tensor:
-        return torch.tensor(values, dtype=torch.long)
+    for kind in sorted({k for k, _, _ in steps if k != ANCHOR}):
+        idx = [(t, p, n) for t, (k, p, n) in enumerate(steps) if k == kind]
+        valid = torch.arange(size[kind])[None] < torch.tensor([n for _, _, n in idx])[:, None]
+        heads.append(
+            (
+                kind,
+                tensor([t for t, _, _ in idx]),
+                tensor([p for _, p, _ in idx]),
+                None if bool(valid.all()) else valid,
+            )
+        )
 
     groups = tuple(
         (
@@ -357,7 +377,10 @@ class ReinforceAgent(SearchAgent):
         self.runner = TokenRunner(env, self.seed)
         if cfg.depth_schedule:  # read the deepest schedule so every head exists from the start
             self.runner.set_num_layers(cfg.max_layers)
-        vocab = {s.kind: s.num_choices for s in self.runner.schedule() if s.kind != ANCHOR}
+        vocab: dict[str, int] = {}
+        for spec in self.runner.schedule():
+            if spec.kind != ANCHOR:
+                vocab[spec.kind] = max(vocab.get(spec.kind, 0), spec.num_choices)
         self.controller = Controller(vocab, cfg)
         self.controller.reset_parameters(cfg.init_range, torch.Generator().manual_seed(int(init_seed)))
         self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=cfg.learning_rate)
