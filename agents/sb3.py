@@ -100,6 +100,8 @@ class SB3Agent(SearchAgent):
         check_overrides(self.name, overrides, [*allowed, *_EXTRA_SETTINGS])
         if overrides.get("tensorboard_log") and importlib.util.find_spec("tensorboard") is None:
             raise DependencyNotInstalled("tensorboard_log needs tensorboard; `pip install tensorboard`")
+        if overrides.get("progress_bar") and importlib.util.find_spec("rich") is None:
+            raise DependencyNotInstalled("SB3's progress_bar needs rich; `pip install rich` (or omit it)")
         super().__init__(TerminalRewardInfo(env), seed, **overrides)
         kwargs = dict(overrides)
         self.policy = kwargs.pop("policy", "MlpPolicy")

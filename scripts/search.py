@@ -180,8 +180,9 @@ def git_commit() -> str:
 class RunWriter:
     """Writes the CSV, best.json and checkpoints of a run directory as evaluations arrive."""
 
-    def __init__(self, out: Path, config: SearchConfig, agent: SearchAgent) -> None:
+    def __init__(self, out: Path, config: SearchConfig, agent: SearchAgent, space: str = "cnn") -> None:
         self.out = out
+        self.retrain = "nas-retrain" + ("" if space == "cnn" else f" --space {space}")
         self.config = config
         self.agent = agent
         self._columns: list[str] | None = None
@@ -240,7 +241,7 @@ class RunWriter:
                     "reward": e.reward,
                     "index": e.index,
                     **_metrics(e.info),
-                    "retrain": f'nas-retrain --arch "{e.arch}"',
+                    "retrain": f'{self.retrain} --arch "{e.arch}"',
                 }
                 for r, e in enumerate(top)
             ],
@@ -284,7 +285,7 @@ def run(
             "versions": {"nas_env": nas_env.__version__, "gymnasium": gym.__version__, "python": sys.version},
         },
     )
-    writer = RunWriter(out, config, agent)
+    writer = RunWriter(out, config, agent, str(getattr(getattr(env.unwrapped, "space", None), "name", "cnn")))
     writer.rewrite_csv(agent.history)
     budget = int(config.budget or 0)
     bar = _progress_bar(config, agent, budget)

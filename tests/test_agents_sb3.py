@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import torch
 from synthetic import make_synthetic_env
 
 from agents import make_agent
-from nas_env.errors import InvalidActionError
+from nas_env.errors import DependencyNotInstalled, InvalidActionError
 
 FAST = {
     "ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 2},
@@ -61,6 +62,12 @@ def test_sb3_settings_are_checked() -> None:
     with pytest.raises(ValueError, match=re.escape("unknown setting 'n_step' for agent 'ppo'")) as info:
         make_agent("ppo", make_synthetic_env(), n_step=8)
     assert "Did you mean 'n_steps'?" in str(info.value)
+    for setting, package in [("tensorboard_log", "tensorboard"), ("progress_bar", "rich")]:
+        if importlib.util.find_spec(package) is None:
+            with pytest.raises(DependencyNotInstalled, match=f"pip install {package}"):
+                make_agent(
+                    "ppo", make_synthetic_env(), **{setting: "/tmp/tb" if package == "tensorboard" else True}
+                )
     with pytest.raises(ValueError, match="needs a single env"):
         make_agent("a2c", gym.vector.SyncVectorEnv([make_synthetic_env]))
 
