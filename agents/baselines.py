@@ -35,21 +35,30 @@ class RandomSearchAgent(SearchAgent):
         super().__init__(env, seed, **overrides)
         self.rng = np.random.default_rng(np.random.SeedSequence(self.seed).spawn(1)[0])
         self.runner = TokenRunner(env, self.seed)
+        self.pending: list[list[int]] = []  # drawn, not yet evaluated (one per sub-env of a vector env)
 
     def _search(self, budget: int) -> None:
         schedule = self.runner.schedule()
         while len(self.history) < budget:
-            tokens = sample_tokens(schedule, self.rng)
-            [(reward, info)] = self.runner.evaluate([tokens])
-            self._record(info["arch"], reward, info)
+            if not self.pending:
+                self.pending = [sample_tokens(schedule, self.rng) for _ in range(self.runner.num_envs)]
+            chunk = self.pending[: budget - len(self.history)]
+            for reward, info in self.runner.evaluate(chunk):
+                self.pending.pop(0)
+                self._record(info["arch"], reward, info)
 
     def state_dict(self) -> dict[str, Any]:
-        """Generator state and history."""
-        return {"rng": self.rng.bit_generator.state, "history": self._history_state()}
+        """Generator state, drawn-but-unevaluated sequences and history."""
+        return {
+            "rng": self.rng.bit_generator.state,
+            "pending": self.pending,
+            "history": self._history_state(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
         self.rng.bit_generator.state = state["rng"]
+        self.pending = [list(t) for t in state["pending"]]
         self._load_history(state["history"])
 
 
@@ -78,7 +87,8 @@ class RegularizedEvolutionAgent(SearchAgent):
 
     The first ``population_size`` architectures are random. Afterwards each cycle samples
     ``tournament_size`` members, copies the best, changes one token to another valid value
-    (the mutation), evaluates the child, adds it and removes the *oldest* member.
+    (the mutation), evaluates the child, adds it and removes the *oldest* member. On a vector env
+    of ``n`` sub-envs, ``n`` children are proposed from the same population and evaluated together.
 
     Args:
         env: Env to search.
@@ -95,6 +105,7 @@ class RegularizedEvolutionAgent(SearchAgent):
         self.rng = np.random.default_rng(np.random.SeedSequence(self.seed).spawn(1)[0])
         self.runner = TokenRunner(env, self.seed)
         self.population: deque[tuple[list[int], float]] = deque()
+        self.pending: list[list[int]] = []  # proposed, not yet evaluated
 
     def config_dict(self) -> dict[str, Any]:
         """The resolved settings, for the run's ``config.json``."""
@@ -122,18 +133,21 @@ class RegularizedEvolutionAgent(SearchAgent):
     def _search(self, budget: int) -> None:
         schedule = self.runner.schedule()
         while len(self.history) < budget:
-            tokens = self.propose(schedule)
-            [(reward, info)] = self.runner.evaluate([tokens])
-            self.population.append((tokens, float(reward)))
-            if len(self.population) > self.config.population_size:
-                self.population.popleft()  # aging: the oldest dies, not the worst
-            self._record(info["arch"], reward, info)
+            if not self.pending:
+                self.pending = [self.propose(schedule) for _ in range(self.runner.num_envs)]
+            chunk = self.pending[: budget - len(self.history)]
+            for reward, info in self.runner.evaluate(chunk):
+                self.population.append((self.pending.pop(0), float(reward)))
+                if len(self.population) > self.config.population_size:
+                    self.population.popleft()  # aging: the oldest dies, not the worst
+                self._record(info["arch"], reward, info)
 
     def state_dict(self) -> dict[str, Any]:
         """Generator state, population (oldest first) and history."""
         return {
             "rng": self.rng.bit_generator.state,
             "population": [(list(t), r) for t, r in self.population],
+            "pending": self.pending,
             "history": self._history_state(),
         }
 
@@ -141,4 +155,5 @@ class RegularizedEvolutionAgent(SearchAgent):
         """Restore :meth:`state_dict`."""
         self.rng.bit_generator.state = state["rng"]
         self.population = deque((list(t), float(r)) for t, r in state["population"])
+        self.pending = [list(t) for t in state["pending"]]
         self._load_history(state["history"])

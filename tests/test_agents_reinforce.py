@@ -6,6 +6,7 @@ import collections
 import itertools
 import re
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -166,11 +167,18 @@ def test_ema_baseline() -> None:
     assert b.value == pytest.approx(2.25)
 
 
-def test_vector_env_gives_the_same_search() -> None:
+@pytest.mark.parametrize("name", ["reinforce", "random"])
+def test_vector_env_gives_the_same_search(name: str) -> None:
     """A SyncVectorEnv of two envs steps two architectures at a time; samples and rewards are unchanged."""
-    import gymnasium as gym
-
-    single = make_agent("reinforce", make_synthetic_env(), seed=1).search(36)
+    single = make_agent(name, make_synthetic_env(), seed=1).search(35)
     vec = gym.vector.SyncVectorEnv([make_synthetic_env, make_synthetic_env])
-    vector = make_agent("reinforce", vec, seed=1).search(36)
+    vector = make_agent(name, vec, seed=1).search(35)
     assert [(e.arch, e.reward) for e in single] == [(e.arch, e.reward) for e in vector]
+
+
+def test_evolution_on_a_vector_env_proposes_a_child_per_sub_env() -> None:
+    vec = gym.vector.SyncVectorEnv([make_synthetic_env] * 3)
+    agent = make_agent("evolution", vec, seed=0, population_size=6, tournament_size=2)
+    history = agent.search(20)
+    assert [e.index for e in history] == list(range(20)) and len(agent.population) == 6
+    assert np.mean([e.reward for e in history[-6:]]) > np.mean([e.reward for e in history[:6]])
