@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.base import AnyEnv, SearchAgent, check_overrides, plain_info
-from agents.reinforce import ANCHOR, Controller, EMABaseline, ReinforceConfig, single_thread
+from agents.base import AnyEnv, SearchAgent, check_overrides, plain_info, torch_threads
+from agents.reinforce import ANCHOR, Controller, EMABaseline, ReinforceConfig
 from nas_env.backends.base import make_backend
 
 
@@ -257,7 +257,7 @@ class ControllerReplica:
             pulled = self._get([s.pull.remote() for s in self.shards])
             self.controller.load_state_dict({n: t for _, params in pulled for n, t in params.items()})
             plan = self.controller.plan(self._schedule(sampled_before))
-            with single_thread():
+            with torch_threads(1):
                 tokens = self.controller.sample(plan, granted, self.generator)
             rewards = [0.0] * granted
             archs = [self.env.space.decode(t) for t in tokens]
@@ -265,7 +265,7 @@ class ControllerReplica:
                 rewards[i] = float(reward)
                 info = {**plain_info(info), "replica": self.index, "policy_version": pulled[0][0]}
                 self.coordinator.report.remote(self.index, info["arch"], float(reward), info)
-            with single_thread():
+            with torch_threads(1):
                 grads = self.gradient(plan, tokens, rewards)
             for shard, names in zip(self.shards, self.assignment, strict=True):
                 shard.push.remote({n: grads[n] for n in names})  # applied asynchronously

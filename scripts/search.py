@@ -76,6 +76,14 @@ class SearchConfig:
     """Architectures listed in best.json."""
     progress: bool = True
     """Show a progress bar."""
+    backend: str = "local"
+    """Where children train: local, pool (worker processes) or ray (a Ray cluster; RAY_ADDRESS joins one)."""
+    replicas: int = 1
+    """K controller replicas pushing gradients asynchronously, as Ray actors (--agent reinforce)."""
+    shards: int = 1
+    """S parameter-server shards holding the controller's parameters (--agent reinforce)."""
+    children_per_replica: int | None = None
+    """m children each replica samples per gradient (default: the agent's batch_size)."""
 
     def __post_init__(self) -> None:
         """Check the values that need no env, naming the bad one."""
@@ -88,6 +96,9 @@ class SearchConfig:
             raise UsageError("--budget N is required for a new run")
         if self.checkpoint_every < 1 or self.top_k < 1:
             raise UsageError("--checkpoint-every and --top-k must be at least 1")
+        check_choice("--backend", self.backend, ("local", "pool", "ray"))
+        if self.replicas < 1 or self.shards < 1 or (self.children_per_replica or 1) < 1:
+            raise UsageError("--replicas, --shards and --children-per-replica must be at least 1")
 
 
 # ---- configuration ----------------------------------------------------------------------------------
@@ -156,11 +167,38 @@ def build(config: SearchConfig) -> tuple[gym.Env[Any, Any], dict[str, Any], Sear
     """Env and agent from the configuration, or a :class:`UsageError` for a bad setting."""
     env, env_kwargs = make_env(config)
     try:
-        agent = make_agent(config.agent, env, seed=config.seed, **config.agent_kwargs)
+        agent = make_search_agent(config, env)
     except (TypeError, ValueError, NASEnvError) as exc:
         env.close()
         raise UsageError(f"--agent {config.agent} --agent-kwargs {config.agent_kwargs}: {exc}") from exc
     return env, env_kwargs, agent
+
+
+def make_search_agent(config: SearchConfig, env: gym.Env[Any, Any]) -> SearchAgent:
+    """The agent; ``reinforce`` with a parallel setting runs :mod:`agents.distributed` (K = S = 1: same run).
+
+    Raises:
+        UsageError: ``--backend``, ``--replicas``, ``--shards`` or ``--children-per-replica`` with
+            another agent (give those ``--env-kwargs backend=...`` instead).
+    """
+    parallel = (config.backend, config.replicas, config.shards, config.children_per_replica)
+    if parallel == ("local", 1, 1, None):
+        return make_agent(config.agent, env, seed=config.seed, **config.agent_kwargs)
+    if config.agent != "reinforce":
+        raise UsageError(
+            "--backend/--replicas/--shards/--children-per-replica need --agent reinforce; other agents "
+            "evaluate one child at a time (use --env-kwargs backend=ray to run those children on Ray)"
+        )
+    from agents.distributed import DistributedReinforceAgent
+
+    kwargs = dict(config.agent_kwargs)
+    if config.children_per_replica is not None:
+        kwargs["batch_size"] = config.children_per_replica
+    if config.backend != "local":
+        kwargs.setdefault("child_backend", config.backend)
+    return DistributedReinforceAgent(
+        env, config.seed, replicas=config.replicas, shards=config.shards, **kwargs
+    )
 
 
 def git_commit() -> str:
