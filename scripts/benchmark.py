@@ -315,6 +315,17 @@ def best_at(run: list[dict[str, Any]], budget: float, key: str, by_time: bool) -
     return float(run[min(int(budget), len(run)) - 1][key]) if run else math.nan
 
 
+def curve(run: list[dict[str, Any]], xs: np.ndarray, key: str, by_time: bool) -> np.ndarray:
+    """:func:`best_at` at every budget of ``xs`` (ascending), vectorised."""
+    values = np.array([float(row[key]) for row in run] + [math.nan])  # NaN: no evaluation yet
+    if by_time:
+        totals = np.array([row["total_train_seconds"] for row in run])
+        index = np.searchsorted(totals, xs, side="right") - 1
+    else:
+        index = np.minimum(xs.astype(int), len(run)) - 1
+    return values[np.where(index >= 0, index, len(run))]
+
+
 def _scale(key: str) -> float:
     return 100.0 if key.endswith("accuracy") else 1.0
 
@@ -403,7 +414,7 @@ def plot_curves(
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     for policy, policy_runs in runs.items():
-        values = np.array([[best_at(r, x, f"best_{key}", by_time) * scale for x in xs] for r in policy_runs])
+        values = np.array([curve(r, xs, f"best_{key}", by_time) * scale for r in policy_runs])
         mean, half = _band(values)
         ax.plot(xs, mean, label=f"{policy} ({len(policy_runs)} seeds)")
         ax.fill_between(xs, mean - half, mean + half, alpha=0.2)
@@ -447,7 +458,7 @@ def check_env(config: BenchmarkConfig) -> tuple[str, float, float] | None:
     """
     env = make_env(config.env, config.env_kwargs)
     try:
-        evaluator = getattr(env.unwrapped, "evaluator", None)
+        evaluator: Any = getattr(env.unwrapped, "evaluator", None)
         if config.time_budget is not None and not getattr(evaluator, "has_train_seconds", False):
             raise UsageError(
                 f"--time-budget needs simulated training seconds, which {config.env} with "
