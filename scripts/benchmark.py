@@ -83,7 +83,7 @@ class BenchmarkConfig:
     """Architectures per run (with --time-budget: the most a run may evaluate)."""
     time_budget: float | None = None
     """Simulated training seconds per run (needs an env reporting them: an NB201 table with train seconds)."""
-    report_at: str = ""
+    report_at: str | None = None
     """Budgets in summary.md, comma-separated (architectures, or seconds); default: 1/4, 1/2 and all."""
     report_key: str = "test_accuracy"
     """The info key reported in summary.md and curves.png; never a search signal."""
