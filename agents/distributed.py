@@ -393,7 +393,7 @@ class DistributedReinforceAgent(SearchAgent):
         """Create the shards, the coordinator and the replicas (once; kept until :meth:`close`)."""
         if self._actors is not None:
             return self._actors
-        params = dict(self.controller.named_parameters())
+        params = {n: p.detach() for n, p in self.controller.named_parameters()}
         optimizers = self._saved["optimizers"] or [None] * self.dist.shards
         shard_args = [
             ({n: params[n] for n in names}, self.config.learning_rate, self.dist.grads_per_update, opt)

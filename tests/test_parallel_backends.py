@@ -219,23 +219,19 @@ def test_env_evaluate_archs_trains_duplicates_once_and_stores_every_attempt(tmp_
     assert reward == out[0][1] and info.keys() == out[0][2].keys()
 
 
-def test_env_with_pool_backend_pickles_and_steps(tmp_path):
+@pytest.mark.parametrize("backend", ["pool", "ray"])
+def test_env_with_a_parallel_backend_pickles(backend):
+    """Vector envs and checkpoints pickle envs: a backend pickles its settings, never its workers."""
     import gymnasium as gym
 
     import nas_env  # noqa: F401
 
-    env = gym.make(
-        "NAS-CIFAR10-v0",
-        num_layers=1,
-        max_layers=2,
-        fidelity="smoke",
-        backend="pool",
-        backend_kwargs={"num_workers": 1},
-        download=False,
-    )
+    kwargs = {"num_workers": 1} if backend == "pool" else {"num_cpus": 2}
+    env = gym.make("NAS-CIFAR10-v0", fidelity="smoke", backend=backend, backend_kwargs=kwargs, download=False)
     copy = pickle.loads(pickle.dumps(env.unwrapped))
-    assert isinstance(copy.backend, PoolBackend) and copy.backend.num_workers == 1
-    assert copy.backend._executor is None
+    assert type(copy.backend) is type(env.unwrapped.backend) and copy.backend.name == backend
+    assert copy.backend.pending == 0
+    assert getattr(copy.backend, "num_workers", None) == 1 or copy.backend.num_cpus == 2
     with pytest.raises(ValueError, match="Did you mean 'ray'"):
         gym.make("NAS-CIFAR10-v0", backend="rays")
 

@@ -150,11 +150,10 @@ class RayBackend(Backend):
             return
         ray = import_ray()
         refs = list(self._refs)
-        first, _ = ray.wait(refs, num_returns=1, timeout=timeout)
-        if not first:
-            return
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
-        for ref in ready or first:
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+        if not ready:  # nothing finished yet: block for the first one
+            ready, _ = ray.wait(refs, num_returns=1, timeout=timeout, fetch_local=False)
+        for ref in ready:
             ticket = self._refs.pop(ref)
             try:
                 result = ray.get(ref)
