@@ -104,14 +104,18 @@ class PoolBackend(Backend):
         for ticket in lost:
             self._worker_died(ticket, "worker process died (BrokenProcessPool)")
 
-    def _discard_pool(self) -> None:
+    def _discard_pool(self, terminate: bool = False) -> None:
         if self._executor is not None:
+            # ProcessPoolExecutor has no public way to stop a running task (3.14 adds one)
+            workers = list(getattr(self._executor, "_processes", {}).values()) if terminate else []
             self._executor.shutdown(wait=False, cancel_futures=True)
+            for process in workers:
+                process.terminate()
             self._executor = None
 
     def close(self) -> None:
-        """Stop the workers (children running now finish first) and drop pending results."""
-        self._discard_pool()
+        """Stop the workers (children still training are terminated) and drop pending results."""
+        self._discard_pool(terminate=bool(self._futures))
         self._futures.clear()
         self._requests.clear()
 
