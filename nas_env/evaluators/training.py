@@ -6,12 +6,13 @@ import hashlib
 import os
 import time
 import traceback
+from typing import Any
 
 import torch
+from torch import nn
 
-from nas_env.architecture import CnnArchitecture
 from nas_env.builders.cnn import build_cnn, count_parameters
-from nas_env.data.cifar import SPLIT_SEED, load_cifar10
+from nas_env.data.cifar import SPLIT_SEED, CifarSplits, load_cifar10
 from nas_env.evaluators.base import Evaluator
 from nas_env.training.cifar import train_child
 from nas_env.training.recipes import Fidelity, get_fidelity
@@ -58,13 +59,20 @@ class CifarTrainingEvaluator(Evaluator):
 
     def load_data(self, with_test: bool = False) -> None:
         """Load (and if needed download) CIFAR-10 now, so that a missing dataset fails early."""
-        load_cifar10(self.data_dir, with_test=with_test, download_missing=self.download)
+        self._data(with_test)
 
-    def evaluate(self, arch: CnnArchitecture, seed: int, with_test: bool = False) -> EvalResult:
+    def _data(self, with_test: bool) -> CifarSplits:
+        return load_cifar10(self.data_dir, with_test=with_test, download_missing=self.download)
+
+    def build_model(self, arch: Any) -> nn.Module:
+        """The child network of ``arch`` (subclasses train other networks the same way)."""
+        return build_cnn(arch)
+
+    def evaluate(self, arch: Any, seed: int, with_test: bool = False) -> EvalResult:
         """Build and train ``arch`` with ``seed``; failures become ``status="failed"`` results."""
-        data = load_cifar10(self.data_dir, with_test=with_test, download_missing=self.download)
+        data = self._data(with_test)
         torch.manual_seed(seed)  # weight initialisation
-        model = build_cnn(arch)
+        model = self.build_model(arch)
         num_params = count_parameters(model)
         start = time.perf_counter()
         try:
@@ -72,13 +80,9 @@ class CifarTrainingEvaluator(Evaluator):
         except (FloatingPointError, RuntimeError) as exc:  # NaN loss, out of memory
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
-            return EvalResult(
-                "failed",
-                num_params=num_params,
-                error="".join(traceback.format_exception_only(exc)).strip(),
-                cost_s=time.perf_counter() - start,
-                seed=seed,
-            )
+            error = "".join(traceback.format_exception_only(exc)).strip()
+            cost_s = time.perf_counter() - start
+            return EvalResult("failed", num_params=num_params, cost_s=cost_s, error=error, seed=seed)
         metrics = {
             Metric.VAL_ACCURACY.value: report.reward_accuracy(self.fidelity.reward_epochs),
             Metric.FINAL_VAL_ACCURACY.value: report.val_accuracies[-1],
