@@ -169,6 +169,11 @@ class RnnCellArchitecture:
             )
         levels = [lv.split() for lv in parts[0].split("/")]
         expected = len(levels[0])
+        if expected < 2 or expected & (expected - 1):
+            raise InvalidArchitectureError(
+                f"cannot parse cell {text!r}: level 0 has {expected} nodes; the number of leaves must be "
+                "a power of two >= 2"
+            )
         for i, level in enumerate(levels):
             if len(level) != expected:
                 raise InvalidArchitectureError(
