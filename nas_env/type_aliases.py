@@ -22,6 +22,10 @@ class Metric(str, Enum):
     """Validation perplexity (language models)."""
     TEST_PERPLEXITY = "test_perplexity"
     """Test perplexity (language models); never used for a reward."""
+    VAL_BPC = "val_bpc"
+    """Validation bits per character (character-level language models): log2 of the perplexity."""
+    TEST_BPC = "test_bpc"
+    """Test bits per character; never used for a reward."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,152 @@
+"""NAS-PTB-v0 (and NAS-PTBChar-v0): the paper's recurrent-cell search, children trained on Penn Treebank."""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from typing import Any
+
+from nas_env.data.ptb import find_ptb
+from nas_env.envs.token_env import TokenNASEnv
+from nas_env.evaluators.ptb import PtbTrainingEvaluator
+from nas_env.rewards import inverse_squared_perplexity
+from nas_env.search_spaces.rnn_cell import RnnCellSearchSpace
+from nas_env.training.ptb import PtbFidelity
+
+
+class PtbNASEnv(TokenNASEnv):
+    """Design a recurrent cell node by node; the reward comes from a language model trained on PTB.
+
+    Zoph & Le, "Neural Architecture Search with Reinforcement Learning", ICLR 2017
+    (https://arxiv.org/abs/1611.01578), sections 3.4 and 4.2. Spaces, masks, the wrapping rule
+    for masked actions, seeding and the terminal ``info`` are those of
+    :class:`~nas_env.envs.token_env.TokenNASEnv`.
+
+    ## Description
+
+    The cell is a complete binary tree with ``base`` leaves (see
+    :mod:`nas_env.search_spaces.rnn_cell`): each leaf combines a projection of ``x_t`` with one of
+    ``h_{t-1}``, each inner node its two children, the root gives ``h_t``; ``c_{t-1}`` is merged
+    into one node and ``c_t`` read from another. The child is a 2-layer word-level language model
+    (embedding, two layers of the cell, dropout, tied softmax) trained with truncated BPTT.
+
+    ## Action Space
+
+    ``Discrete(max_vocab)`` with ``max_vocab = 2 * base - 1`` (15 for base 8; 4 for base 2). Per
+    node: a combination {add, mul} (2 valid actions) then an activation {identity, tanh, sigmoid,
+    relu} (4); then the inject node (``2 * base - 1``), inject combination (2), inject activation
+    (4) and the cell-output node (``2 * base - 1``). Use ``action_masks()``; a masked action ``a``
+    selects choice ``a % num_choices`` (``strict_actions=True`` raises instead).
+
+    ## Observation Space
+
+    ``Box(0, 1, (steps * max_vocab + 2 * steps + 1,), float32)``: one-hot tokens so far, one-hot
+    position, one-hot episode length. Base 8 with memory: 34 steps, shape ``(579,)``.
+
+    ## Rewards
+
+    0 until the last token; then ``reward_c / val_perplexity**2`` (paper section 4.2, c = 80). A
+    child whose training diverges (NaN or infinite loss) gets 0, with the error in ``info["error"]``
+    and ``info["eval_status"] == "failed"``.
+
+    ## Starting State
+
+    No tokens chosen. The space has a fixed size (``reset`` takes no ``num_layers`` option).
+
+    ## Episode End
+
+    Terminates after the cell-output token (after the root's activation without memory); never
+    truncates. Terminal ``info``: ``arch``, ``val_perplexity``, ``train_loss``, ``num_params``,
+    ``train_seconds``, ``cached``, ``eval_status``, ``error``, ``seed``, ``cost_s`` (and
+    ``val_bpc`` for NAS-PTBChar-v0).
+
+    ## Arguments
+
+    | name           | type               | default | meaning                                               |
+    |----------------|--------------------|---------|-------------------------------------------------------|
+    | base           | int                | 8       | leaves of the cell tree: 2, 4 or 8 (paper: 8)         |
+    | memory         | bool               | True    | search the cell inject / cell output blocks           |
+    | fidelity       | str or PtbFidelity | "proxy" | "paper", "proxy" (~60 s per child, 2 cores), "smoke"   |
+    | reward_c       | float              | 80.0    | c of the reward c / perplexity**2                     |
+    | cache_path     | str or None        | None    | SQLite results store (None: in memory)                |
+    | data_dir       | str or None        | None    | root holding ``ptb/`` (default ``$NAS_ENV_DATA``)     |
+    | device         | str                | "auto"  | where children train                                  |
+    | download       | bool               | True    | download the word-level files (md5-checked)           |
+    | strict_actions | bool               | False   | raise on masked actions instead of wrapping           |
+    | render_mode    | str or None        | None    | "ansi" renders the tokens / cell string               |
+
+    ## Example
+
+    >>> import gymnasium as gym, nas_env
+    >>> env = gym.make("NAS-PTB-v0", base=2, fidelity="smoke")
+    >>> obs, info = env.reset(seed=0)
+    >>> obs.shape, int(info["action_mask"].sum())
+    ((61,), 2)
+
+    ## Version History
+
+    * v0: Initial version.
+    """
+
+    level = "word"
+
+    def __init__(
+        self,
+        base: int = 8,
+        memory: bool = True,
+        fidelity: str | PtbFidelity = "proxy",
+        reward_c: float = 80.0,
+        cache_path: str | os.PathLike[str] | None = None,
+        data_dir: str | os.PathLike[str] | None = None,
+        device: str = "auto",
+        download: bool = True,
+        strict_actions: bool = False,
+        render_mode: str | None = None,
+    ) -> None:
+        """Build the space, evaluator and reward from flat keyword arguments (see the table).
+
+        Raises:
+            ValueError: A bad argument (``base`` not in {2, 4, 8}, unknown fidelity, ``reward_c <= 0``).
+            DatasetError: NAS-PTBChar-v0 without the character-level files.
+        """
+        if isinstance(reward_c, bool) or not isinstance(reward_c, int | float) or not 0 < reward_c < math.inf:
+            raise ValueError(f"reward_c={reward_c!r} must be a positive finite number (paper: 80)")
+        space = RnnCellSearchSpace(base=base, memory=memory)
+        evaluator = PtbTrainingEvaluator(
+            fidelity, data_dir=data_dir, device=device, download=download, level=self.level
+        )
+        if self.level == "char":
+            find_ptb(data_dir, "char", download_missing=False)  # fail at make time, not mid-search
+        super().__init__(
+            space,
+            evaluator,
+            functools.partial(inverse_squared_perplexity, c=float(reward_c)),
+            cache_path=None if cache_path is None else str(cache_path),
+            strict_actions=strict_actions,
+            render_mode=render_mode,
+        )
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        """Start a new cell (see :class:`TokenNASEnv`)."""
+        return super().reset(seed=seed, options=options)
+
+
+class PtbCharNASEnv(PtbNASEnv):
+    """NAS-PTBChar-v0: as :class:`PtbNASEnv` on character-level Penn Treebank.
+
+    Needs ``ptb.char.{train,valid,test}.txt`` under ``$NAS_ENV_DATA/ptb`` (Mikolov's
+    simple-examples); making the env without them raises
+    :class:`~nas_env.errors.DatasetError`. The reward is ``reward_c / perplexity**2`` on the
+    character perplexity; ``info["val_bpc"]`` holds bits per character (``log2`` of it).
+
+    Same arguments as NAS-PTB-v0 (``download`` only concerns word-level files).
+
+    ## Version History
+
+    * v0: Initial version.
+    """
+
+    level = "char"
