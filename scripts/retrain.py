@@ -18,7 +18,10 @@ from typing import Any
 
 from nas_env.architecture import CnnArchitecture
 from nas_env.errors import NASEnvError
+from nas_env.evaluators.ptb import PtbTrainingEvaluator
 from nas_env.evaluators.training import CifarTrainingEvaluator
+from nas_env.search_spaces.rnn_cell import NAMED_CELLS, RnnCellArchitecture
+from nas_env.training.ptb import PtbFidelity, get_ptb_fidelity
 from nas_env.training.recipes import FIDELITIES, Fidelity, get_fidelity
 
 
@@ -41,7 +44,38 @@ def retrain_cnn(args: argparse.Namespace, fidelity_overrides: dict[str, Any]) ->
     }
 
 
-RETRAINERS: dict[str, Callable[[argparse.Namespace, dict[str, Any]], dict[str, Any]]] = {"cnn": retrain_cnn}
+def retrain_ptb(
+    args: argparse.Namespace, fidelity_overrides: dict[str, Any], level: str = "word"
+) -> dict[str, Any]:
+    """Train a recurrent cell (string, ``nascell`` or ``tanh_rnn``) on PTB: validation and test perplexity."""
+    arch = NAMED_CELLS.get(args.arch.strip().lower()) or RnnCellArchitecture.from_str(args.arch)
+    ptb_fields = {f.name for f in fields(PtbFidelity)}
+    unknown = sorted(set(fidelity_overrides) - ptb_fields)
+    if unknown:
+        raise ValueError(
+            f"--{unknown[0].replace('_', '-')} does not apply to PTB; PtbFidelity has {sorted(ptb_fields)}"
+        )
+    fidelity = get_ptb_fidelity(args.fidelity).replace(**fidelity_overrides)
+    evaluator = PtbTrainingEvaluator(fidelity, data_dir=args.data_dir, device=args.device, level=level)
+    result = evaluator.evaluate(arch, args.seed, with_test=True)
+    return {
+        "arch": arch.to_str(),
+        "space": "ptb" if level == "word" else "ptb-char",
+        "fidelity": args.fidelity,
+        "seed": args.seed,
+        "status": result.status,
+        "error": result.error,
+        "num_params": result.num_params,
+        "train_seconds": round(result.cost_s, 2),
+        **result.metrics,
+    }
+
+
+RETRAINERS: dict[str, Callable[[argparse.Namespace, dict[str, Any]], dict[str, Any]]] = {
+    "cnn": retrain_cnn,
+    "ptb": retrain_ptb,
+    "ptb-char": lambda args, overrides: retrain_ptb(args, overrides, level="char"),
+}
 """Retraining function per search space (``--space``)."""
 
 
