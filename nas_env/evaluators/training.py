@@ -36,7 +36,11 @@ class CifarTrainingEvaluator(Evaluator):
         download: Download CIFAR-10 (md5-checked) when it is not found.
     """
 
-    metric_names = (Metric.VAL_ACCURACY.value, Metric.FINAL_VAL_ACCURACY.value, Metric.TRAIN_LOSS.value)
+    metric_names: tuple[str, ...] = (
+        Metric.VAL_ACCURACY.value,
+        Metric.FINAL_VAL_ACCURACY.value,
+        Metric.TRAIN_LOSS.value,
+    )
 
     def __init__(
         self,
