@@ -192,3 +192,13 @@ def test_char_env_episode_on_synthetic_char_data(tmp_path: Path) -> None:
     assert set(info) == TERMINAL_KEYS | {"val_bpc"} and info["eval_status"] == "ok"
     assert info["val_bpc"] == pytest.approx(math.log2(info["val_perplexity"]))
     assert info["val_perplexity"] < 11 and reward == pytest.approx(80 / info["val_perplexity"] ** 2)
+
+
+def test_docstring_examples_run() -> None:
+    import doctest
+
+    import nas_env.envs.ptb
+    import nas_env.search_spaces.rnn_cell
+
+    for module in (nas_env.envs.ptb, nas_env.search_spaces.rnn_cell):
+        assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0

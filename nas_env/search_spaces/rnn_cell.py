@@ -219,6 +219,14 @@ class RnnCellSearchSpace(SearchSpace[RnnCellArchitecture]):
         base: Leaves of the tree (paper: 8; 2 and 4 for smaller searches).
         memory: Whether the memory blocks (cell inject, cell output) are searched (paper: yes);
             without them a cell has no ``c`` and the schedule ends after the tree.
+
+    Example (the paper's figure 5):
+
+    >>> space = RnnCellSearchSpace(base=2)
+    >>> space.max_steps, space.max_vocab
+    (10, 4)
+    >>> space.decode([0, 1, 1, 3, 1, 2, 0, 0, 3, 1]).to_str()
+    'add:tanh mul:relu / mul:sigmoid ; c_in 0 add:relu ; c_out 1'
     """
 
     base: int = 8
