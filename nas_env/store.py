@@ -58,13 +58,32 @@ class ResultsStore:
     def conn(self) -> sqlite3.Connection:
         """The connection of this process (reopened after a fork, as SQLite requires)."""
         if self._conn is None or self._pid != os.getpid():
-            self._conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)
-            if self.path != ":memory:":
-                self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.executescript(_SCHEMA)
+            self._conn = self._connect()
             self._pid = os.getpid()
         return self._conn
+
+    def _connect(self) -> sqlite3.Connection:
+        """Open the file, switch it to WAL and create the schema.
+
+        Switching the journal mode needs an exclusive lock and SQLite does not wait for it (no
+        busy handler), so processes opening a fresh file together retry here until ``timeout``.
+        """
+        deadline = time.monotonic() + self._timeout
+        delay = 0.01
+        while True:
+            conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)
+            try:
+                if self.path != ":memory:" and conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.executescript(_SCHEMA)
+                return conn
+            except sqlite3.OperationalError as exc:
+                conn.close()
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
 
     def __getstate__(self) -> dict[str, object]:
         """Pickle without the connection (envs are pickled by vector envs)."""

@@ -55,3 +55,33 @@ def test_two_stores_share_one_file_and_failed_rows_are_not_cache_hits(tmp_path: 
     assert result.metrics == {"val_accuracy": 0.5} and reward == 0.125
     assert b.lookup("x", "other-fidelity") is None
     assert [r["status"] for r in b.rows()] == ["failed", "ok"] and len(b) == 2
+
+
+OPENER = """
+import sys, time
+from nas_env.store import ResultsStore
+from nas_env.type_aliases import EvalResult
+time.sleep(max(0.0, float(sys.argv[3]) - time.time()))  # all open the new file at the same moment
+store = ResultsStore(sys.argv[1])
+for i in range(20):
+    store.add(f"{sys.argv[2]}-{i}", "fp", EvalResult("ok", {}, seed=i), 0.0)
+    store.lookup(f"{sys.argv[2]}-{i}", "fp")
+"""
+
+
+def test_processes_opening_a_fresh_store_together_all_succeed(tmp_path: Path) -> None:
+    """Regression: switching a new file to WAL raced ('database is locked') in SubprocVecEnv workers."""
+    for trial in range(3):
+        path = tmp_path / f"fresh-{trial}.sqlite"
+        start_at = str(time.time() + 3)
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", OPENER, str(path), f"w{k}", start_at],
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for k in range(6)
+        ]
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+        assert all(p.returncode == 0 for p in procs), errors
+        assert len(ResultsStore(path)) == 6 * 20
