@@ -78,13 +78,13 @@ class Fidelity:
 
 FIDELITIES: dict[str, Fidelity] = {
     "paper": Fidelity(),
-    # Measured with benchmarks/bench_trainer.py on 2 cores: the reference 6-layer 3x3x36 chain
-    # trains at ~250 images/s in fp32 and random 6-layer children at ~80-150 (their 7x7 filters
-    # and concatenated skip inputs cost more), so 2 x 1,536 images plus 2 x 500 validation images
-    # take ~15 s for the reference child and ~30 s for a typical one.
+    # Measured with benchmarks/bench_trainer.py on 2 idle cores: the reference 6-layer 3x3x36
+    # chain trains at ~300 images/s in fp32, random 6-layer children at ~60-120 (7x7 filters and
+    # concatenated skip inputs cost more). With 1,536 training images a random child took ~50 s,
+    # so the proxy uses 1,024: ~10 s for the reference child, ~35 s for a typical random one.
     "proxy": Fidelity(
         epochs=2,
-        train_images=1_536,
+        train_images=1_024,
         valid_images=500,
         batch_size=64,
         lr=0.05,
