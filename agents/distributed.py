@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from agents.base import AnyEnv, SearchAgent, check_overrides, plain_info, torch_threads
-from agents.reinforce import ANCHOR, Controller, EMABaseline, ReinforceConfig
+from agents.reinforce import ANCHOR, Controller, EMABaseline, ReinforceConfig, policy_gradient
 from nas_env.backends.base import make_backend
 
 
@@ -275,13 +275,7 @@ class ControllerReplica:
 
     def gradient(self, plan: Any, tokens: list[list[int]], rewards: list[float]) -> dict[str, torch.Tensor]:
         """The gradient of :meth:`agents.reinforce.ReinforceAgent.update`'s loss (clipped the same way)."""
-        advantage = torch.tensor(rewards, dtype=torch.float32) - self.baseline.current(rewards)
-        log_prob, entropy = self.controller.log_prob(plan, torch.tensor(tokens, dtype=torch.long))
-        loss = -(advantage * log_prob).mean() - self.config.entropy_weight * entropy.mean()
-        self.controller.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.config.max_grad_norm > 0:
-            nn.utils.clip_grad_norm_(self.controller.parameters(), self.config.max_grad_norm)
+        policy_gradient(self.controller, self.baseline, self.config, plan, tokens, rewards)
         return {
             n: p.grad.detach().clone() for n, p in self.controller.named_parameters() if p.grad is not None
         }

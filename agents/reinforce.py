@@ -351,6 +351,33 @@ class EMABaseline:
             self.value = self.decay * self.value + (1 - self.decay) * float(r)
 
 
+def policy_gradient(
+    controller: Controller,
+    baseline: EMABaseline,
+    config: ReinforceConfig,
+    plan: Plan,
+    tokens: list[list[int]],
+    rewards: list[float],
+) -> torch.Tensor:
+    """Backpropagate the REINFORCE loss of one batch into ``controller``'s gradients.
+
+    Loss: -(1/m) Σ_k (R_k − b) log P(tokens_k) − entropy_weight · mean entropy, b the baseline
+    before this batch. Gradients are zeroed first and clipped to ``max_grad_norm`` when set. Shared
+    by the synchronous update and the distributed replicas, so both follow the same math.
+
+    Returns:
+        The detached loss.
+    """
+    advantage = torch.tensor(rewards, dtype=torch.float32) - baseline.current(rewards)
+    log_prob, entropy = controller.log_prob(plan, torch.tensor(tokens, dtype=torch.long))
+    loss = -(advantage * log_prob).mean() - config.entropy_weight * entropy.mean()
+    controller.zero_grad(set_to_none=True)
+    loss.backward()
+    if config.max_grad_norm > 0:
+        nn.utils.clip_grad_norm_(controller.parameters(), config.max_grad_norm)
+    return loss.detach()
+
+
 # ---- the search loop ---------------------------------------------------------------------------------
 
 
@@ -421,13 +448,7 @@ class ReinforceAgent(SearchAgent):
 
     def update(self, plan: Plan, tokens: list[list[int]], rewards: list[float]) -> float:
         """One policy-gradient step on a batch; returns the loss."""
-        advantage = torch.tensor(rewards, dtype=torch.float32) - self.baseline.current(rewards)
-        log_prob, entropy = self.controller.log_prob(plan, torch.tensor(tokens, dtype=torch.long))
-        loss = -(advantage * log_prob).mean() - self.config.entropy_weight * entropy.mean()
-        self.optimizer.zero_grad()
-        loss.backward()
-        if self.config.max_grad_norm > 0:
-            nn.utils.clip_grad_norm_(self.controller.parameters(), self.config.max_grad_norm)
+        loss = policy_gradient(self.controller, self.baseline, self.config, plan, tokens, rewards)
         self.optimizer.step()
         self.baseline.update(rewards)
         return float(loss.detach())

@@ -155,7 +155,9 @@ def test_two_replicas_two_shards_learn_like_the_synchronous_controller(ray_local
     assert {e.info["replica"] for e in history} == {0, 1}
     assert state["num_sampled"] == budget and sorted(state["replicas"]) == [0, 1]
     steps = [o["state"][0]["step"].item() for o in state["optimizers"]]
-    assert len(steps) == 2 and steps[0] == steps[1] >= budget // 2
+    # One update per batch of m = 2, less the batch whose gradient died with the killed replica
+    # (its children may already be in the history); timing decides, so allow one per restart.
+    assert len(steps) == 2 and steps[0] == steps[1] >= budget // 2 - agent._restarts
 
 
 def test_search_command_runs_replicas_and_shards(ray_local, tmp_path):
