@@ -102,15 +102,9 @@ class CifarNASEnv(TokenNASEnv):
             space,
             evaluator,
             get_reward(reward),
-            cache_path=None if cache_path is None else str(cache_path),
+            cache_path=cache_path,
             strict_actions=strict_actions,
             render_mode=render_mode,
             backend=backend,
             backend_kwargs=backend_kwargs,
         )
-
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[Any, dict[str, Any]]:
-        """Start a new architecture (see :class:`TokenNASEnv`)."""
-        return super().reset(seed=seed, options=options)

@@ -75,6 +75,8 @@ class PtbNASEnv(TokenNASEnv):
     | download       | bool               | True    | download the word-level files (md5-checked)           |
     | strict_actions | bool               | False   | raise on masked actions instead of wrapping           |
     | render_mode    | str or None        | None    | "ansi" renders the tokens / cell string               |
+    | backend        | str                | "local" | where children train: "local", "pool" or "ray"        |
+    | backend_kwargs | dict or None       | None    | the backend's arguments                               |
 
     ## Example
 
@@ -103,6 +105,8 @@ class PtbNASEnv(TokenNASEnv):
         download: bool = True,
         strict_actions: bool = False,
         render_mode: str | None = None,
+        backend: str = "local",
+        backend_kwargs: dict[str, Any] | None = None,
     ) -> None:
         """Build the space, evaluator and reward from flat keyword arguments (see the table).
 
@@ -122,16 +126,12 @@ class PtbNASEnv(TokenNASEnv):
             space,
             evaluator,
             functools.partial(inverse_squared_perplexity, c=float(reward_c)),
-            cache_path=None if cache_path is None else str(cache_path),
+            cache_path=cache_path,
             strict_actions=strict_actions,
             render_mode=render_mode,
+            backend=backend,
+            backend_kwargs=backend_kwargs,
         )
-
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[Any, dict[str, Any]]:
-        """Start a new cell (see :class:`TokenNASEnv`)."""
-        return super().reset(seed=seed, options=options)
 
 
 class PtbCharNASEnv(PtbNASEnv):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator, Sequence
 from typing import Any, SupportsFloat
 
@@ -88,7 +89,7 @@ class TokenNASEnv(gym.Env[np.ndarray, np.int64]):
         space: SearchSpace[Any],
         evaluator: Evaluator,
         reward_fn: RewardFn,
-        cache_path: str | None = None,
+        cache_path: str | os.PathLike[str] | None = None,
         strict_actions: bool = False,
         render_mode: str | None = None,
         backend: str = "local",
