@@ -6,16 +6,25 @@ with SIGKILL loses no committed evaluation and leaves the file readable, and sev
 share one file (SQLite's locking; writers wait up to ``timeout`` seconds).
 
 The cache is keyed by ``(arch, fingerprint)``: the same architecture at the same fidelity is
-trained once and then looked up.
+trained once and then looked up. Processes sharing a file also share the work in progress: before
+training a missing architecture a process claims it (:meth:`~ResultsStore.claim`), and another
+process that draws it meanwhile waits for that result instead of training it a second time. A
+claim whose process has died (or that is older than ``claim_ttl``) is taken over, so a killed
+worker never blocks the others.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 from nas_env.type_aliases import EvalResult
 
@@ -34,7 +43,20 @@ CREATE TABLE IF NOT EXISTS evaluations (
     created REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS evaluations_key ON evaluations (arch, fingerprint);
+CREATE TABLE IF NOT EXISTS claims (
+    arch TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    claimed REAL NOT NULL,
+    PRIMARY KEY (arch, fingerprint)
+);
 """
+
+ClaimState = Literal["claimed", "busy", "done"]
+"""What :meth:`ResultsStore.claim` found: ``"claimed"`` (train it), ``"busy"`` (another live process
+trains it: wait), ``"done"`` (a successful evaluation is stored: look it up)."""
+
+_HOST = socket.gethostname()
 
 
 class ResultsStore:
@@ -43,16 +65,26 @@ class ResultsStore:
     Args:
         path: Database file; ``None`` or ``":memory:"`` keeps it in memory for this object only.
         timeout: Seconds a writer waits for another process's lock.
+        claim_ttl: Seconds after which another process's claim counts as abandoned even when its
+            process cannot be seen to have died (it runs on another host, or its pid was reused).
+            Set it above the longest child's training time.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        timeout: float = 60.0,
+        claim_ttl: float = 24 * 3600.0,
+    ) -> None:
         """Open (creating if needed) the database."""
         self.path = ":memory:" if path in (None, ":memory:") else str(Path(path).expanduser())
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._timeout = timeout
+        self.claim_ttl = claim_ttl
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
+        self._owner = ""
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -60,7 +92,19 @@ class ResultsStore:
         if self._conn is None or self._pid != os.getpid():
             self._conn = self._connect()
             self._pid = os.getpid()
+            self._owner = f"{_HOST}:{self._pid}:{uuid.uuid4().hex[:8]}"
         return self._conn
+
+    @property
+    def owner(self) -> str:
+        """Who this store object is in the ``claims`` table: ``host:pid:token``."""
+        _ = self.conn
+        return self._owner
+
+    @property
+    def shared(self) -> bool:
+        """Whether other store objects can see this one's rows (a file, not ``:memory:``)."""
+        return self.path != ":memory:"
 
     def _connect(self) -> sqlite3.Connection:
         """Open the file, switch it to WAL and create the schema.
@@ -87,7 +131,21 @@ class ResultsStore:
 
     def __getstate__(self) -> dict[str, object]:
         """Pickle without the connection (envs are pickled by vector envs)."""
-        return {"path": self.path, "_timeout": self._timeout, "_conn": None, "_pid": -1}
+        state = dict(self.__dict__)
+        state.update(_conn=None, _pid=-1, _owner="")
+        return state
+
+    @contextmanager
+    def _write_transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``: reads and writes inside see no other writer."""
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     def lookup(self, arch: str, fingerprint: str) -> tuple[EvalResult, float] | None:
         """The first successful stored evaluation of ``arch`` at ``fingerprint`` and its reward."""
@@ -121,6 +179,54 @@ class ResultsStore:
             ),
         )
         return int(cur.lastrowid or 0)
+
+    def claim(self, arch: str, fingerprint: str) -> ClaimState:
+        """Reserve the training of ``arch`` for this store object, unless it is done or taken.
+
+        Atomic across processes: of several processes claiming one architecture at once, one gets
+        ``"claimed"`` and the others ``"busy"`` until it calls :meth:`release`. A claim held by a
+        process that has died, or older than ``claim_ttl``, is taken over.
+        """
+        owner = self.owner
+        with self._write_transaction() as conn:
+            done = conn.execute(
+                "SELECT 1 FROM evaluations WHERE arch = ? AND fingerprint = ? AND status = 'ok' LIMIT 1",
+                (arch, fingerprint),
+            ).fetchone()
+            if done is not None:
+                return "done"
+            held = conn.execute(
+                "SELECT owner, claimed FROM claims WHERE arch = ? AND fingerprint = ?", (arch, fingerprint)
+            ).fetchone()
+            if held is not None and held[0] != owner and self._claim_alive(*held):
+                return "busy"
+            conn.execute(
+                "INSERT OR REPLACE INTO claims (arch, fingerprint, owner, claimed) VALUES (?, ?, ?, ?)",
+                (arch, fingerprint, owner, time.time()),
+            )
+            return "claimed"
+
+    def release(self, arch: str, fingerprint: str) -> None:
+        """Give up this store object's claim on ``arch`` (a no-op when it holds none)."""
+        self.conn.execute(
+            "DELETE FROM claims WHERE arch = ? AND fingerprint = ? AND owner = ?",
+            (arch, fingerprint, self.owner),
+        )
+
+    def _claim_alive(self, owner: str, claimed: float) -> bool:
+        """Whether a claim's process may still be training (the pid is checked on this host)."""
+        if time.time() - claimed > self.claim_ttl:
+            return False
+        host, pid, _ = owner.rsplit(":", 2)
+        if host != _HOST or os.name != "posix":  # os.kill(pid, 0) would kill on Windows
+            return True
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # alive, owned by another user
+            return True
+        return True
 
     def rows(self, fingerprint: str | None = None) -> list[dict[str, object]]:
         """Every stored evaluation in insertion order (optionally of one fingerprint), as dicts."""

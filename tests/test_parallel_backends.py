@@ -25,6 +25,7 @@ from nas_env.backends import LocalBackend, PoolBackend, make_backend, threads_pe
 from nas_env.backends.threads import limit_threads
 from nas_env.errors import EvaluationError
 from nas_env.search_spaces.cnn import CnnSearchSpace
+from nas_env.store import ResultsStore
 from nas_env.type_aliases import EvalResult
 from tests.synthetic import MatchEvaluator, SyntheticNASEnv
 
@@ -251,3 +252,70 @@ def test_ray_is_not_imported_and_missing_ray_is_a_dependency_error():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "pip install nas-env[ray]" in out.stdout, out.stderr
+
+
+OTHER_WORKER = """
+import json, sys, time
+from nas_env.store import ResultsStore
+from nas_env.type_aliases import EvalResult
+path, arch, fingerprint, hold = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+store = ResultsStore(path)
+print(store.claim(arch, fingerprint), flush=True)
+time.sleep(hold)  # "training"
+if hold > 0:
+    store.add(arch, fingerprint, EvalResult("ok", {"val_accuracy": 0.123}, seed=777), 0.123)
+    store.release(arch, fingerprint)
+"""
+
+
+def test_env_waits_for_a_child_another_process_is_training(tmp_path):
+    """Workers sharing a store train each architecture once: a claimed one is waited for, not trained."""
+    cache = str(tmp_path / "cache.db")
+    env = SyntheticNASEnv(cache_path=cache)
+    env.reset(seed=0)
+    x, y = archs(2, seed=5)
+    other = subprocess.Popen(
+        [sys.executable, "-c", OTHER_WORKER, cache, x.to_str(), env.evaluator.fingerprint, "1.5"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert other.stdout is not None and other.stdout.readline().strip() == "claimed"
+    start = time.monotonic()
+    out = list(env.evaluate_archs([x, y, x]))
+    waited = time.monotonic() - start
+    other.wait(timeout=60)
+    env.close()
+    assert [i for i, _, _ in out] == [1, 0, 2]  # y (trained here) first, then x once the other stored it
+    assert [info["cached"] for _, _, info in out] == [False, True, True]
+    assert [(reward, info["seed"]) for _, reward, info in out[1:]] == [(0.123, 777)] * 2
+    assert out[0][1] == MatchEvaluator(0).score(y) and 0.5 < waited < 30
+    assert sorted(r["arch"] for r in env.store.rows()) == sorted([x.to_str(), y.to_str()])
+    assert env.store.conn.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
+
+
+def test_env_takes_over_the_claim_of_a_process_that_died(tmp_path):
+    cache = str(tmp_path / "cache.db")
+    env = SyntheticNASEnv(cache_path=cache)
+    env.reset(seed=0)
+    (x,) = archs(1, seed=6)
+    args = [sys.executable, "-c", OTHER_WORKER, cache, x.to_str(), env.evaluator.fingerprint, "0"]
+    assert subprocess.run(args, capture_output=True, text=True, timeout=60).stdout.strip() == "claimed"
+    ((_, reward, info),) = list(env.evaluate_archs([x]))  # the claimant exited without a result
+    env.close()
+    assert not info["cached"] and reward == MatchEvaluator(0).score(x)
+    assert [r["arch"] for r in env.store.rows()] == [x.to_str()]
+
+
+def test_env_releases_its_claims_when_the_caller_stops_early(tmp_path):
+    cache = str(tmp_path / "cache.db")
+    env = SyntheticNASEnv(cache_path=cache)
+    env.reset(seed=0)
+    x, y = archs(2, seed=7)
+    stream = env.evaluate_archs([x, y])
+    first = next(stream)[2]["arch"]
+    stream.close()  # y (or x) was claimed and submitted, never finished here
+    other = ResultsStore(cache)
+    rest = y.to_str() if first == x.to_str() else x.to_str()
+    assert other.claim(first, env.evaluator.fingerprint) == "done"
+    assert other.claim(rest, env.evaluator.fingerprint) == "claimed"  # not left "busy" for a day
+    env.close()

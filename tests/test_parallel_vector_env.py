@@ -42,8 +42,10 @@ def run_vector(envs: AsyncVectorEnv, batches: list[np.ndarray]) -> tuple[list[fl
 def test_async_vector_env_matches_sequential_and_shares_one_store(tmp_path, data_dir):
     cache = str(tmp_path / "cache.db")
     probe = CifarNASEnv(**KWARGS, data_dir=str(data_dir))
-    batches = token_batches(probe, rounds=2, num_envs=2)
+    batches = token_batches(probe, rounds=3, num_envs=2)
+    same = batches.pop()[:1]
     batches.append(batches[0][::-1].copy())  # the first round again, swapped between workers
+    batches.append(np.concatenate([same, same]))  # one new architecture drawn by both workers at once
     threads = threads_per_worker(2)
     envs = AsyncVectorEnv(
         vector_env_fns(
@@ -55,11 +57,13 @@ def test_async_vector_env_matches_sequential_and_shares_one_store(tmp_path, data
         rewards, infos = run_vector(envs, batches)
     finally:
         envs.close()
-    # every architecture was trained once, by one of the workers, into the shared store
+    # every architecture was trained once, by one of the workers, into the shared store; the one
+    # both drew at once was trained by whichever claimed it first while the other waited for it
     rows = ResultsStore(cache).rows()
-    assert len(rows) == 4 and len({r["arch"] for r in rows}) == 4
-    assert [i["cached"] for i in infos] == [False] * 4 + [True] * 2
-    assert rewards[4:] == rewards[:2][::-1]
+    assert len(rows) == 5 and len({r["arch"] for r in rows}) == 5
+    assert [i["cached"] for i in infos[:6]] == [False] * 4 + [True] * 2
+    assert sorted(i["cached"] for i in infos[6:]) == [False, True] and infos[6]["arch"] == infos[7]["arch"]
+    assert rewards[4:6] == rewards[:2][::-1] and rewards[6] == rewards[7]
 
     # sequential evaluation of the same architectures and seeds, with the same threads per child
     before = torch.get_num_threads()

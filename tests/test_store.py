@@ -85,3 +85,78 @@ def test_processes_opening_a_fresh_store_together_all_succeed(tmp_path: Path) ->
         errors = [p.communicate(timeout=120)[1] for p in procs]
         assert all(p.returncode == 0 for p in procs), errors
         assert len(ResultsStore(path)) == 6 * 20
+
+
+# ---- claims: work in progress shared between processes ----------------------------------------------
+
+
+def test_a_claim_makes_other_stores_wait_until_the_result_is_stored(tmp_path: Path) -> None:
+    a, b = ResultsStore(tmp_path / "r.sqlite"), ResultsStore(tmp_path / "r.sqlite")
+    assert a.claim("x", "fp") == "claimed"
+    assert b.claim("x", "fp") == "busy"  # a is alive and training x
+    assert a.claim("x", "fp") == "claimed"  # claiming again is harmless
+    assert b.claim("x", "other-fidelity") == "claimed"  # claims are per fingerprint
+    a.add("x", "fp", EvalResult("failed", error="nan loss", seed=1), 0.0)
+    assert b.claim("x", "fp") == "busy"  # a failed attempt is not a result: a may retry
+    a.add("x", "fp", EvalResult("ok", {"val_accuracy": 0.5}, seed=1), 0.5)
+    assert b.claim("x", "fp") == "done"
+    a.release("x", "fp")
+    assert a.owner != b.owner and a.owner.split(":")[1] == str(os.getpid())
+
+
+def test_a_released_claim_can_be_taken(tmp_path: Path) -> None:
+    a, b = ResultsStore(tmp_path / "r.sqlite"), ResultsStore(tmp_path / "r.sqlite")
+    assert a.claim("x", "fp") == "claimed"
+    b.release("x", "fp")  # not b's claim: nothing happens
+    assert b.claim("x", "fp") == "busy"
+    a.release("x", "fp")
+    assert b.claim("x", "fp") == "claimed" and a.claim("x", "fp") == "busy"
+
+
+CLAIMER = """
+import sys, time
+from nas_env.store import ResultsStore
+store = ResultsStore(sys.argv[1])
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # all claim at the same moment
+print(store.claim("x", "fp"), flush=True)
+time.sleep(float(sys.argv[3]))  # hold the claim (alive) while the others look
+"""
+
+
+def test_of_processes_claiming_at_once_exactly_one_gets_it(tmp_path: Path) -> None:
+    path = str(tmp_path / "r.sqlite")
+    ResultsStore(path).conn  # noqa: B018 - create the file before the race
+    start_at = str(time.time() + 3)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLAIMER, path, start_at, "3"], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    states = sorted(p.communicate(timeout=120)[0].strip() for p in procs)
+    assert states == ["busy", "busy", "busy", "claimed"]
+
+
+def test_a_dead_or_expired_claim_is_taken_over(tmp_path: Path) -> None:
+    path = str(tmp_path / "r.sqlite")
+    proc = subprocess.run(
+        [sys.executable, "-c", CLAIMER, path, "0", "0"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.stdout.strip() == "claimed"  # and the process has exited, holding it
+    assert ResultsStore(path).claim("x", "fp") == "claimed"
+
+    a, b = ResultsStore(path), ResultsStore(path, claim_ttl=0.05)
+    assert a.claim("y", "fp") == "claimed"
+    assert ResultsStore(path).claim("y", "fp") == "busy"
+    time.sleep(0.1)
+    assert b.claim("y", "fp") == "claimed"  # a is alive, but its claim is older than b's claim_ttl
+
+
+def test_a_pickled_store_keeps_its_settings_and_gets_a_new_owner(tmp_path: Path) -> None:
+    import pickle
+
+    store = ResultsStore(tmp_path / "r.sqlite", claim_ttl=5.0)
+    owner = store.owner
+    copy = pickle.loads(pickle.dumps(store))
+    assert copy.claim_ttl == 5.0 and copy.owner != owner and copy.path == store.path
+    assert not ResultsStore().shared and copy.shared

@@ -28,7 +28,7 @@ import difflib
 import importlib
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,12 +120,15 @@ class Backend(ABC):
         """Evaluations submitted whose outcome has not been handed out yet."""
         return len(self._requests) + len(self._ready) + len(self._errors)
 
-    def harvest(self, timeout: float | None = None) -> list[Completion]:
+    def harvest(
+        self, timeout: float | None = None, tickets: Collection[int] | None = None
+    ) -> list[Completion]:
         """The evaluations that completed since the last call; waits for one if none has.
 
         Args:
             timeout: Longest wait in seconds for a first completion (``None``: until one
                 completes). Returns ``[]`` when it passes, or when nothing is pending.
+            tickets: Hand out only these tickets (``None``: all); others stay for later calls.
 
         Returns:
             Completions in the order they were noticed.
@@ -134,7 +137,7 @@ class Backend(ABC):
             EvaluationError: The evaluator raised for a child (results completed alongside are
                 returned by the next call).
         """
-        return self._take(None, timeout)
+        return self._take(None if tickets is None else set(tickets), timeout)
 
     def as_completed(self, requests: Sequence[tuple[Any, int]]) -> Iterator[tuple[int, Completion]]:
         """Submit ``(arch, seed)`` pairs now; iterate ``(index in requests, completion)`` as they finish.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any, SupportsFloat
 
@@ -83,6 +84,8 @@ class TokenNASEnv(gym.Env[np.ndarray, np.int64]):
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}  # noqa: RUF012 - gymnasium convention
+    claim_poll_s: float = 0.25
+    """Seconds between looks at a shared store for a result that another process is training."""
 
     def __init__(
         self,
@@ -213,34 +216,86 @@ class TokenNASEnv(gym.Env[np.ndarray, np.int64]):
         yield and come back as they finish (in parallel on the ``pool`` and ``ray`` backends). An
         architecture repeated in ``archs`` is trained once. Every attempt is stored.
 
+        With a store file shared by several processes (vector envs, distributed replicas), a miss
+        is claimed in the store before it is trained: one that another live process is training
+        is waited for (polling the store every ``claim_poll_s``) and returned as cached, so each
+        architecture is trained once across all of them.
+
         Yields:
             ``(index in archs, reward, terminal info)``.
         """
-        fingerprint = self.evaluator.fingerprint
+        store, fingerprint = self.store, self.evaluator.fingerprint
         hits: list[tuple[int, str, EvalResult]] = []
-        todo: dict[str, list[int]] = {}
-        requests: list[tuple[Any, int]] = []
+        todo: dict[str, list[int]] = {}  # architecture string -> its indices in archs
+        pending: dict[str, Any] = {}  # not trained here yet: claimed elsewhere, or to claim
         for i, arch in enumerate(archs):
             arch_str = arch.to_str()
-            hit = self.store.lookup(arch_str, fingerprint)
+            hit = store.lookup(arch_str, fingerprint)
             if hit is not None:
                 hits.append((i, arch_str, hit[0]))
             elif arch_str in todo:
                 todo[arch_str].append(i)
             else:
-                todo[arch_str] = [i]
-                requests.append((arch, child_seed(self._root_seed or 0, arch_str)))
-        stream = self.backend.as_completed(requests)
-        for i, arch_str, result in hits:
-            yield (i, *self._finish(arch_str, result, cached=True))
-        for _, done in stream:
-            arch_str = done.arch.to_str()
+                todo[arch_str], pending[arch_str] = [i], arch
+        tickets: dict[int, str] = {}  # this call's children in flight -> their strings
+        try:
+            waiting = self._claim_and_submit(pending, tickets)
+            for i, arch_str, result in hits:
+                yield (i, *self._finish(arch_str, result, cached=True))
+            while tickets or waiting:
+                yield from self._harvest(tickets, todo, self.claim_poll_s if waiting else None)
+                if waiting:  # between completions, look for the results other processes train
+                    yield from self._results_from_elsewhere(waiting, todo)
+                    waiting = self._claim_and_submit(waiting, tickets)
+        finally:  # claims of children this call will not finish (an error, an abandoned generator)
+            for arch_str in tickets.values():
+                store.release(arch_str, fingerprint)
+
+    def _claim_and_submit(self, archs: dict[str, Any], tickets: dict[int, str]) -> dict[str, Any]:
+        """Submit the architectures this env may train; return those another process trains now."""
+        waiting = {}
+        for arch_str, arch in archs.items():
+            state = self.store.claim(arch_str, self.evaluator.fingerprint) if self.store.shared else "claimed"
+            if state == "claimed":
+                tickets[self.backend.submit(arch, child_seed(self._root_seed or 0, arch_str))] = arch_str
+            else:  # "busy", or "done" since the first look: picked up by the next poll
+                waiting[arch_str] = arch
+        return waiting
+
+    def _harvest(
+        self, tickets: dict[int, str], todo: dict[str, list[int]], timeout: float | None
+    ) -> list[tuple[int, float, dict[str, Any]]]:
+        """Store every child of this call that completes within ``timeout`` s; return their yields.
+
+        All are stored (and their claims released) before any is yielded, so a caller that stops
+        iterating loses nothing that was trained. With nothing in flight it sleeps ``timeout``.
+        """
+        if not tickets:
+            time.sleep(timeout or 0.0)
+            return []
+        out = []
+        fingerprint = self.evaluator.fingerprint
+        for done in self.backend.harvest(timeout, tickets=tickets):
+            arch_str = tickets.pop(done.ticket)
             for attempt in done.failed_attempts:  # workers that died: kept, never cached
                 self.store.add(arch_str, fingerprint, attempt, FAILED_REWARD)
             first, *repeats = todo[arch_str]
-            yield (first, *self._finish(arch_str, done.result, cached=False))
-            for i in repeats:
-                yield (i, *self._finish(arch_str, done.result, cached=True))
+            out.append((first, *self._finish(arch_str, done.result, cached=False)))
+            self.store.release(arch_str, fingerprint)
+            out += [(i, *self._finish(arch_str, done.result, cached=True)) for i in repeats]
+        return out
+
+    def _results_from_elsewhere(
+        self, waiting: dict[str, Any], todo: dict[str, list[int]]
+    ) -> list[tuple[int, float, dict[str, Any]]]:
+        """Yields for waited-for architectures whose results other processes have stored."""
+        out = []
+        for arch_str in list(waiting):
+            hit = self.store.lookup(arch_str, self.evaluator.fingerprint)
+            if hit is not None:
+                del waiting[arch_str]
+                out += [(i, *self._finish(arch_str, hit[0], cached=True)) for i in todo[arch_str]]
+        return out
 
     def _finish(self, arch_str: str, result: EvalResult, cached: bool) -> tuple[float, dict[str, Any]]:
         """Reward and terminal ``info`` of one result; a fresh result is stored."""
