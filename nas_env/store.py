@@ -9,8 +9,8 @@ The cache is keyed by ``(arch, fingerprint)``: the same architecture at the same
 trained once and then looked up. Processes sharing a file also share the work in progress: before
 training a missing architecture a process claims it (:meth:`~ResultsStore.claim`), and another
 process that draws it meanwhile waits for that result instead of training it a second time. A
-claim whose process has died (or that is older than ``claim_ttl``) is taken over, so a killed
-worker never blocks the others.
+claim whose process has died, or whose heartbeat is older than ``claim_ttl``, is taken over, so a
+killed worker (or a lost machine) never blocks the others for long.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import json
 import os
 import socket
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -47,7 +48,7 @@ CREATE TABLE IF NOT EXISTS claims (
     arch TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
     owner TEXT NOT NULL,
-    claimed REAL NOT NULL,
+    heartbeat REAL NOT NULL,
     PRIMARY KEY (arch, fingerprint)
 );
 """
@@ -65,23 +66,27 @@ class ResultsStore:
     Args:
         path: Database file; ``None`` or ``":memory:"`` keeps it in memory for this object only.
         timeout: Seconds a writer waits for another process's lock.
-        claim_ttl: Seconds after which another process's claim counts as abandoned even when its
-            process cannot be seen to have died (it runs on another host, or its pid was reused).
-            Set it above the longest child's training time.
+        claim_ttl: Seconds without a heartbeat after which a claim counts as abandoned, even when
+            its process cannot be seen to have died (it ran on another host). While this store
+            holds claims, a background thread renews them every ``claim_ttl / 4`` seconds.
     """
 
     def __init__(
         self,
         path: str | os.PathLike[str] | None = None,
         timeout: float = 60.0,
-        claim_ttl: float = 24 * 3600.0,
+        claim_ttl: float = 120.0,
     ) -> None:
         """Open (creating if needed) the database."""
         self.path = ":memory:" if path in (None, ":memory:") else str(Path(path).expanduser())
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._timeout = timeout
+        if not claim_ttl > 0:
+            raise ValueError(f"claim_ttl={claim_ttl!r} must be a positive number of seconds")
         self.claim_ttl = claim_ttl
+        self._heartbeat: _Heartbeat | None = None
+        self._heartbeat_lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._pid = -1
         self._owner = ""
@@ -89,10 +94,14 @@ class ResultsStore:
     @property
     def conn(self) -> sqlite3.Connection:
         """The connection of this process (reopened after a fork, as SQLite requires)."""
-        if self._conn is None or self._pid != os.getpid():
-            self._conn = self._connect()
+        if self._pid != os.getpid():  # first use, or a forked child: a new owner of claims
+            self._conn = None
             self._pid = os.getpid()
             self._owner = f"{_HOST}:{self._pid}:{uuid.uuid4().hex[:8]}"
+            # a forked child has no heartbeat thread, and may have copied its lock while held
+            self._heartbeat, self._heartbeat_lock = None, threading.Lock()
+        if self._conn is None:  # also after close(): the same owner, its claims still its own
+            self._conn = self._connect()
         return self._conn
 
     @property
@@ -132,8 +141,14 @@ class ResultsStore:
     def __getstate__(self) -> dict[str, object]:
         """Pickle without the connection (envs are pickled by vector envs)."""
         state = dict(self.__dict__)
-        state.update(_conn=None, _pid=-1, _owner="")
+        state.update(_conn=None, _pid=-1, _owner="", _heartbeat=None)
+        del state["_heartbeat_lock"]
         return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        """Unpickle: a new lock; the connection and the owner are made on first use."""
+        self.__dict__.update(state)
+        self._heartbeat_lock = threading.Lock()
 
     @contextmanager
     def _write_transaction(self) -> Iterator[sqlite3.Connection]:
@@ -185,7 +200,7 @@ class ResultsStore:
 
         Atomic across processes: of several processes claiming one architecture at once, one gets
         ``"claimed"`` and the others ``"busy"`` until it calls :meth:`release`. A claim held by a
-        process that has died, or older than ``claim_ttl``, is taken over.
+        process that has died, or whose heartbeat is older than ``claim_ttl``, is taken over.
         """
         owner = self.owner
         with self._write_transaction() as conn:
@@ -196,15 +211,16 @@ class ResultsStore:
             if done is not None:
                 return "done"
             held = conn.execute(
-                "SELECT owner, claimed FROM claims WHERE arch = ? AND fingerprint = ?", (arch, fingerprint)
+                "SELECT owner, heartbeat FROM claims WHERE arch = ? AND fingerprint = ?", (arch, fingerprint)
             ).fetchone()
             if held is not None and held[0] != owner and self._claim_alive(*held):
                 return "busy"
             conn.execute(
-                "INSERT OR REPLACE INTO claims (arch, fingerprint, owner, claimed) VALUES (?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO claims (arch, fingerprint, owner, heartbeat) VALUES (?, ?, ?, ?)",
                 (arch, fingerprint, owner, time.time()),
             )
-            return "claimed"
+        self._keep_claims_alive()
+        return "claimed"
 
     def release(self, arch: str, fingerprint: str) -> None:
         """Give up this store object's claim on ``arch`` (a no-op when it holds none)."""
@@ -213,9 +229,21 @@ class ResultsStore:
             (arch, fingerprint, self.owner),
         )
 
-    def _claim_alive(self, owner: str, claimed: float) -> bool:
+    def _keep_claims_alive(self) -> None:
+        """Make sure a heartbeat thread renews this store's claims (it stops once none is left)."""
+        if not self.shared:
+            return
+        with self._heartbeat_lock:
+            beat = self._heartbeat
+            if beat is None or beat.finished or beat.owner != self.owner:
+                interval = self.claim_ttl / 4
+                beat = _Heartbeat(self.path, self.owner, interval, self._timeout, self._heartbeat_lock)
+                beat.start()
+                self._heartbeat = beat
+
+    def _claim_alive(self, owner: str, heartbeat: float) -> bool:
         """Whether a claim's process may still be training (the pid is checked on this host)."""
-        if time.time() - claimed > self.claim_ttl:
+        if time.time() - heartbeat > self.claim_ttl:
             return False
         host, pid, _ = owner.rsplit(":", 2)
         if host != _HOST or os.name != "posix":  # os.kill(pid, 0) would kill on Windows
@@ -247,3 +275,35 @@ class ResultsStore:
         if self._conn is not None and self._pid == os.getpid():
             self._conn.close()
         self._conn = None
+
+
+class _Heartbeat(threading.Thread):
+    """Renews the ``heartbeat`` of one owner's claims every ``interval`` s; ends when it holds none.
+
+    A daemon thread with its own connection (SQLite connections stay in their thread). It renews
+    while children train inside the owner's thread (torch releases the GIL), so a claim outlives
+    its ``claim_ttl`` exactly as long as its process is alive and holds it.
+    """
+
+    def __init__(self, path: str, owner: str, interval: float, timeout: float, lock: threading.Lock) -> None:
+        super().__init__(name="nas-env-claims-heartbeat", daemon=True)
+        self.path, self.owner, self.interval, self.timeout, self.lock = path, owner, interval, timeout, lock
+        self.finished = False
+
+    def run(self) -> None:
+        """Renew until no claim of this owner is left (checked under the store's heartbeat lock)."""
+        conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+        try:
+            while True:
+                time.sleep(self.interval)
+                with self.lock:
+                    renewed = conn.execute(
+                        "UPDATE claims SET heartbeat = ? WHERE owner = ?", (time.time(), self.owner)
+                    ).rowcount
+                    if renewed == 0:
+                        self.finished = True
+                        return
+        except sqlite3.Error:
+            self.finished = True  # the file went away (a test's tmp dir): nothing left to renew
+        finally:
+            conn.close()

@@ -6,6 +6,8 @@ results store and divide the cores between them (one torch thread each on 2 core
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -104,3 +106,20 @@ def test_sb3_subproc_vec_env_steps_with_a_shared_store(tmp_path, data_dir):
     finally:
         vec.close()
     assert sorted(r["arch"] for r in ResultsStore(cache).rows()) == sorted(i["arch"] for i in infos)
+
+
+def test_claims_are_renewed_while_a_child_trains_in_the_claiming_thread(tmp_path, data_dir):
+    """The heartbeat thread runs while torch trains a real child inline (the local backend)."""
+    store = ResultsStore(tmp_path / "cache.db", claim_ttl=0.2)
+    env = CifarNASEnv(num_layers=6, max_layers=6, fidelity="smoke", download=False, data_dir=str(data_dir))
+    env.reset(seed=SEED)
+    arch = env.space.decode(env.space.sample(np.random.default_rng(5)))
+    assert store.claim("x", "fp") == "claimed"
+    claimed = time.time()
+    result = env.evaluator.evaluate(arch, 0)  # ~1 s of training in this thread, 20x the interval
+    trained = time.time()
+    (heartbeat,) = store.conn.execute("SELECT heartbeat FROM claims WHERE arch = 'x'").fetchone()
+    assert result.status == "ok" and trained - claimed > 0.3
+    assert heartbeat > trained - 0.3  # renewed during training, not only at the claim
+    assert ResultsStore(tmp_path / "cache.db", claim_ttl=0.2).claim("x", "fp") == "busy"
+    store.release("x", "fp")

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from nas_env.store import ResultsStore
 from nas_env.type_aliases import EvalResult
 
@@ -160,3 +162,27 @@ def test_a_pickled_store_keeps_its_settings_and_gets_a_new_owner(tmp_path: Path)
     copy = pickle.loads(pickle.dumps(store))
     assert copy.claim_ttl == 5.0 and copy.owner != owner and copy.path == store.path
     assert not ResultsStore().shared and copy.shared
+
+
+def test_a_heartbeat_keeps_a_live_claim_past_its_ttl_and_stops_once_released(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite"
+    a, b = ResultsStore(path, claim_ttl=0.4), ResultsStore(path, claim_ttl=0.4)
+    assert a.claim("x", "fp") == "claimed"
+    time.sleep(1.2)  # three TTLs: alive only because a's thread renewed the claim every 0.1 s
+    assert b.claim("x", "fp") == "busy"
+    beat = a._heartbeat
+    assert beat is not None and beat.is_alive()
+    a.release("x", "fp")
+    beat.join(timeout=5)
+    assert not beat.is_alive() and beat.finished  # nothing left to renew
+    assert a.claim("y", "fp") == "claimed" and a._heartbeat is not beat  # a new thread for new claims
+
+
+def test_a_claim_from_another_host_lasts_as_long_as_its_heartbeat(tmp_path: Path) -> None:
+    store = ResultsStore(tmp_path / "r.sqlite", claim_ttl=60.0)
+    insert = "INSERT INTO claims (arch, fingerprint, owner, heartbeat) VALUES (?, 'fp', 'node-7:1:ab', ?)"
+    store.conn.execute(insert, ("fresh", time.time() - 30))
+    store.conn.execute(insert, ("stale", time.time() - 90))  # that machine stopped renewing it
+    assert store.claim("fresh", "fp") == "busy" and store.claim("stale", "fp") == "claimed"
+    with pytest.raises(ValueError, match="claim_ttl=0"):
+        ResultsStore(claim_ttl=0)
