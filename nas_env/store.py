@@ -303,7 +303,8 @@ class _Heartbeat(threading.Thread):
                     if renewed == 0:
                         self.finished = True
                         return
-        except sqlite3.Error:
-            self.finished = True  # the file went away (a test's tmp dir): nothing left to renew
+        except sqlite3.Error:  # the file went away, or stayed locked past ``timeout``
+            with self.lock:
+                self.finished = True  # the next claim starts a new thread
         finally:
             conn.close()
