@@ -31,7 +31,8 @@ import torch
 from torch import nn
 
 from agents.base import AnyEnv, SearchAgent, check_overrides, plain_info, torch_threads
-from agents.reinforce import ANCHOR, Controller, EMABaseline, ReinforceConfig, policy_gradient
+from agents.plan import ANCHOR
+from agents.reinforce import Controller, EMABaseline, ReinforceConfig, policy_gradient
 from nas_env.backends.base import make_backend
 
 

@@ -18,7 +18,6 @@ no gradients); the update recomputes their log-probabilities in a single teacher
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -27,10 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from agents.base import AnyEnv, SearchAgent, TokenRunner, check_overrides, torch_threads
+from agents.plan import AFTER_ANCHOR, ANCHOR, START, Plan, make_plan
 from nas_env.type_aliases import TokenSpec
-
-ANCHOR = "anchor"
-"""Token kind of skip-connection decisions (``TokenSpec.anchor_of`` names the earlier layer)."""
 
 
 @dataclass(frozen=True)
@@ -103,37 +100,6 @@ class ReinforceConfig:
 # ---- the controller -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, eq=False)
-class Plan:
-    """How the controller walks one token schedule: its LSTM steps and where each token comes from.
-
-    Step ``t`` is a token step (``kind`` names its head, ``pos`` its schedule position) or the
-    anchor point of a layer (``kind == ANCHOR``). Precomputed once per schedule.
-    """
-
-    steps: tuple[tuple[str, int, int], ...]
-    """Per LSTM step: (kind, schedule position, number of choices) or (ANCHOR, index of the layer, 2)."""
-    prev_pos: torch.Tensor
-    """Per step: schedule position of the token fed in as input, or -1 (start / after an anchor point)."""
-    prev_id: torch.Tensor
-    """Per step: embedding offset of that token's kind, or the fixed id of the start/after-anchor input."""
-    heads: tuple[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor | None], ...]
-    """Per kind: (kind, its LSTM steps, their schedule positions, mask of each step's valid choices
-    or None when every step has all of the head's choices), for the teacher-forced pass."""
-    anchor_steps: torch.Tensor
-    """LSTM step of each layer's anchor point."""
-    anchor_pos: torch.Tensor
-    """Schedule positions of the anchor tokens."""
-    anchor_i: torch.Tensor
-    """Per anchor token: index (into ``anchor_steps``) of the layer being fed."""
-    anchor_j: torch.Tensor
-    """Per anchor token: index of the earlier layer that may feed it."""
-    anchor_groups: tuple[tuple[torch.Tensor, torch.Tensor], ...]
-    """Per anchor point: (schedule positions of its anchor tokens, the earlier layers they name)."""
-    length: int
-    """Number of tokens in the schedule."""
-
-
 class Controller(nn.Module):
     """The paper's controller: embeddings, a stacked LSTM, one softmax head per token type, anchor attention.
 
@@ -142,8 +108,6 @@ class Controller(nn.Module):
             a step with fewer choices uses the first ones).
         config: Sizes and initialisation range.
     """
-
-    START, AFTER_ANCHOR = 0, 1
 
     def __init__(self, vocab: dict[str, int], config: ReinforceConfig) -> None:
         super().__init__()
@@ -168,13 +132,13 @@ class Controller(nn.Module):
 
     def plan(self, schedule: tuple[TokenSpec, ...]) -> Plan:
         """The (cached) :class:`Plan` of ``schedule``."""
-        return _plan(schedule, tuple(self.offsets.items()), tuple(self.vocab.items()))
+        return make_plan(schedule, tuple(self.offsets.items()), tuple(self.vocab.items()))
 
     @torch.no_grad()
     def sample(self, plan: Plan, batch_size: int, generator: torch.Generator) -> list[list[int]]:
         """Sample ``batch_size`` token sequences together, one LSTM call per step."""
         tokens = torch.zeros(batch_size, plan.length, dtype=torch.long)
-        x = torch.full((batch_size,), self.START, dtype=torch.long)
+        x = torch.full((batch_size,), START, dtype=torch.long)
         zeros = torch.zeros(batch_size, self.lstm.hidden_size)
         state = [(zeros, zeros)] * self.lstm.num_layers
         prev_keys: list[torch.Tensor] = []  # W_prev · h_j of every anchor point so far
@@ -193,7 +157,7 @@ class Controller(nn.Module):
                 u = torch.rand(logits.shape, generator=generator)
                 tokens[:, positions] = (u < torch.sigmoid(logits)).long()
             prev_keys.append(self.w_prev(h))
-            x = torch.full((batch_size,), self.AFTER_ANCHOR, dtype=torch.long)
+            x = torch.full((batch_size,), AFTER_ANCHOR, dtype=torch.long)
         return tokens.tolist()
 
     def _step(self, x: torch.Tensor, state: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
@@ -244,85 +208,6 @@ class Controller(nn.Module):
             p = torch.sigmoid(logits)
             entropy = entropy + F.binary_cross_entropy_with_logits(logits, p, reduction="none").sum(1)
         return log_prob, entropy
-
-
-@lru_cache(maxsize=64)
-def _plan(
-    schedule: tuple[TokenSpec, ...], offsets: tuple[tuple[str, int], ...], sizes: tuple[tuple[str, int], ...]
-) -> Plan:
-    offset, size = dict(offsets), dict(sizes)
-
-    def tensor(values: list[int]) -> torch.Tensor:
-        return torch.tensor(values, dtype=torch.long)
-
-    has_anchor = any(s.kind == ANCHOR for s in schedule)
-    last_pos = {s.layer: p for p, s in enumerate(schedule) if s.kind != ANCHOR}
-    steps: list[tuple[str, int, int]] = []
-    prev_pos, prev_id = [-1], [Controller.START]
-    anchor_layer: dict[int, int] = {}  # layer -> index into anchor_steps
-    anchor_steps: list[int] = []
-    for pos, spec in enumerate(schedule):
-        if spec.kind == ANCHOR:
-            continue
-        if spec.kind not in offset or spec.num_choices > size[spec.kind]:
-            raise ValueError(
-                f"token {spec.kind!r} with {spec.num_choices} choices at step {pos} does not fit the "
-                f"controller's heads {size}; build it from the largest schedule"
-            )
-        steps.append((spec.kind, pos, spec.num_choices))
-        prev_pos.append(pos)
-        prev_id.append(offset[spec.kind])
-        if has_anchor and pos == last_pos[spec.layer]:
-            anchor_layer[spec.layer] = len(anchor_steps)
-            anchor_steps.append(len(steps))
-            steps.append((ANCHOR, len(anchor_steps) - 1, 2))
-            prev_pos.append(-1)
-            prev_id.append(Controller.AFTER_ANCHOR)
-    anchor_pos, anchor_i, anchor_j = [], [], []
-    for pos, spec in enumerate(schedule):
-        if spec.kind == ANCHOR:
-            i, j = anchor_layer.get(spec.layer), anchor_layer.get(spec.anchor_of)  # type: ignore[arg-type]
-            if i is None or j is None or j >= i:
-                raise ValueError(
-                    f"anchor token at step {pos} (layer {spec.layer} <- {spec.anchor_of}) "
-                    "must refer to an earlier layer that has tokens of its own"
-                )
-            anchor_pos.append(pos)
-            anchor_i.append(i)
-            anchor_j.append(j)
-    heads = []
-    for kind in sorted({k for k, _, _ in steps if k != ANCHOR}):
-        idx = [(t, p, n) for t, (k, p, n) in enumerate(steps) if k == kind]
-        valid = torch.arange(size[kind])[None] < torch.tensor([n for _, _, n in idx])[:, None]
-        heads.append(
-            (
-                kind,
-                tensor([t for t, _, _ in idx]),
-                tensor([p for _, p, _ in idx]),
-                None if bool(valid.all()) else valid,
-            )
-        )
-
-    groups = tuple(
-        (
-            tensor([p for p, i in zip(anchor_pos, anchor_i, strict=True) if i == layer]),
-            tensor([j for j, i in zip(anchor_j, anchor_i, strict=True) if i == layer]),
-        )
-        for layer in range(len(anchor_steps))
-    )
-
-    return Plan(
-        steps=tuple(steps),
-        prev_pos=tensor(prev_pos[: len(steps)]),
-        prev_id=tensor(prev_id[: len(steps)]),
-        heads=tuple(heads),
-        anchor_steps=tensor(anchor_steps),
-        anchor_pos=tensor(anchor_pos),
-        anchor_i=tensor(anchor_i),
-        anchor_j=tensor(anchor_j),
-        anchor_groups=groups,
-        length=len(schedule),
-    )
 
 
 # ---- the baseline -----------------------------------------------------------------------------------

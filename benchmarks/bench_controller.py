@@ -25,7 +25,8 @@ import torch
 from torch.distributions import Bernoulli, Categorical
 
 import nas_env  # noqa: F401  (registers the envs)
-from agents.reinforce import ANCHOR, Controller, ReinforceConfig
+from agents.plan import ANCHOR
+from agents.reinforce import Controller, ReinforceConfig
 
 
 def time_batched(controller: Controller, plan, optimizer, batch: int, repeats: int) -> tuple[float, float]:
