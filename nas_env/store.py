@@ -201,7 +201,11 @@ class ResultsStore:
         Atomic across processes: of several processes claiming one architecture at once, one gets
         ``"claimed"`` and the others ``"busy"`` until it calls :meth:`release`. A claim held by a
         process that has died, or whose heartbeat is older than ``claim_ttl``, is taken over.
+        An in-memory store is private to its object: it has no one to share work with, and every
+        claim succeeds at no cost (the env's lookup has already ruled out ``"done"``).
         """
+        if not self.shared:
+            return "claimed"
         owner = self.owner
         with self._write_transaction() as conn:
             done = conn.execute(
@@ -224,6 +228,8 @@ class ResultsStore:
 
     def release(self, arch: str, fingerprint: str) -> None:
         """Give up this store object's claim on ``arch`` (a no-op when it holds none)."""
+        if not self.shared:
+            return
         self.conn.execute(
             "DELETE FROM claims WHERE arch = ? AND fingerprint = ? AND owner = ?",
             (arch, fingerprint, self.owner),
@@ -231,8 +237,6 @@ class ResultsStore:
 
     def _keep_claims_alive(self) -> None:
         """Make sure a heartbeat thread renews this store's claims (it stops once none is left)."""
-        if not self.shared:
-            return
         with self._heartbeat_lock:
             beat = self._heartbeat
             if beat is None or beat.finished or beat.owner != self.owner:

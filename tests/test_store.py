@@ -186,3 +186,10 @@ def test_a_claim_from_another_host_lasts_as_long_as_its_heartbeat(tmp_path: Path
     assert store.claim("fresh", "fp") == "busy" and store.claim("stale", "fp") == "claimed"
     with pytest.raises(ValueError, match="claim_ttl=0"):
         ResultsStore(claim_ttl=0)
+
+
+def test_an_in_memory_store_claims_for_free(tmp_path: Path) -> None:
+    store = ResultsStore()  # private to this object: nobody to wait for
+    assert store.claim("x", "fp") == "claimed" and store.claim("x", "fp") == "claimed"
+    store.release("x", "fp")
+    assert store.conn.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0 and store._heartbeat is None

@@ -244,9 +244,9 @@ class TokenNASEnv(gym.Env[np.ndarray, np.int64]):
                 yield (i, *self._finish(arch_str, result, cached=True))
             while tickets or waiting:
                 yield from self._harvest(tickets, todo, self.claim_poll_s if waiting else None)
-                if waiting:  # between completions, look for the results other processes train
-                    yield from self._results_from_elsewhere(waiting, todo)
+                if waiting:  # between completions: claim what was given up, collect what others stored
                     waiting = self._claim_and_submit(waiting, tickets)
+                    yield from self._results_from_elsewhere(waiting, todo)
         finally:  # claims of children this call will not finish (an error, an abandoned generator)
             for arch_str in tickets.values():
                 store.release(arch_str, fingerprint)
@@ -255,10 +255,9 @@ class TokenNASEnv(gym.Env[np.ndarray, np.int64]):
         """Submit the architectures this env may train; return those another process trains now."""
         waiting = {}
         for arch_str, arch in archs.items():
-            state = self.store.claim(arch_str, self.evaluator.fingerprint) if self.store.shared else "claimed"
-            if state == "claimed":
+            if self.store.claim(arch_str, self.evaluator.fingerprint) == "claimed":
                 tickets[self.backend.submit(arch, child_seed(self._root_seed or 0, arch_str))] = arch_str
-            else:  # "busy", or "done" since the first look: picked up by the next poll
+            else:  # "busy", or "done" since the first look (collected by the caller)
                 waiting[arch_str] = arch
         return waiting
 
