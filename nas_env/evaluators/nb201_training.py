@@ -15,16 +15,22 @@ import os
 import torch
 from torch import nn
 
-from nas_env.builders.nb201 import build_nb201
+from nas_env.builders.nb201 import CELLS_PER_STAGE, STEM_CHANNELS, NB201Network
 from nas_env.data.cifar import SPLIT_SEED, CifarSplits
 from nas_env.errors import check_range
 from nas_env.evaluators.training import CifarTrainingEvaluator
 from nas_env.search_spaces.nb201 import NB201Architecture
-from nas_env.training.recipes import Fidelity
+from nas_env.training.recipes import NB201_FIDELITIES, Fidelity
 from nas_env.type_aliases import EvalResult, Metric
 
 NUM_TEST_IMAGES = 10_000
 """Images in the CIFAR-10 test set."""
+NB201_NETWORKS: dict[str, tuple[int, int]] = {"proxy": (16, 1), "smoke": (8, 1)}
+"""``(channels, cells_per_stage)`` of the reduced networks the cheap presets train.
+
+NB201's own network (16 channels, 5 cells per stage) costs ~196 s per cell at the old proxy on 2
+CPU cores; one cell per stage keeps the cell's operations and the 3-stage skeleton at ~1/4 of
+the cost. ``paper`` (and any ``Fidelity`` passed in) trains NB201's full network."""
 
 
 class NB201TrainingEvaluator(CifarTrainingEvaluator):
@@ -40,10 +46,13 @@ class NB201TrainingEvaluator(CifarTrainingEvaluator):
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...
         download: Download CIFAR-10 (md5-checked) when it is not found.
         test_images: Test images scored; ``None`` means as many as the fidelity's validation
-            images (all 10,000 cost as much as 2 proxy epochs of training on CPU).
+            images.
+        channels: Channels of the network's first stage; ``None``: the preset's network
+            (:data:`NB201_NETWORKS`), else NB201's 16.
+        cells_per_stage: Cells per stage; ``None``: the preset's network, else NB201's 5.
 
     Raises:
-        ValueError: Unknown preset or ``test_images`` outside 1..10,000.
+        ValueError: Unknown preset, or ``test_images``, ``channels`` or ``cells_per_stage`` out of range.
     """
 
     metric_names = (
@@ -60,16 +69,33 @@ class NB201TrainingEvaluator(CifarTrainingEvaluator):
         device: str | torch.device = "auto",
         download: bool = True,
         test_images: int | None = None,
+        channels: int | None = None,
+        cells_per_stage: int | None = None,
     ) -> None:
-        """Resolve the fidelity; the data is loaded on the first evaluation."""
+        """Resolve the fidelity and the network; the data is loaded on the first evaluation."""
+        preset = fidelity if isinstance(fidelity, str) else None
+        if preset is not None and preset in NB201_FIDELITIES:
+            fidelity = NB201_FIDELITIES[preset]
         super().__init__(fidelity, data_dir=data_dir, device=device, download=download)
+        default_channels, default_cells = NB201_NETWORKS.get(preset or "", (STEM_CHANNELS, CELLS_PER_STAGE))
+        self.channels = default_channels if channels is None else channels
+        self.cells_per_stage = default_cells if cells_per_stage is None else cells_per_stage
+        check_range("channels", self.channels, 1, 1024)
+        check_range("cells_per_stage", self.cells_per_stage, 1, 64)
         self.test_images = self.fidelity.valid_images if test_images is None else test_images
         check_range("test_images", self.test_images, 1, NUM_TEST_IMAGES)
 
     @property
     def fingerprint(self) -> str:
         """Network, CIFAR-10 split, recipe, trainer version and test images (not the device)."""
-        payload = f"nb201-net-cifar10-split{SPLIT_SEED}-{self.fidelity.fingerprint}-test{self.test_images}"
+        net = (
+            ""
+            if (self.channels, self.cells_per_stage) == (16, 5)
+            else f"-c{self.channels}n{self.cells_per_stage}"
+        )
+        payload = (
+            f"nb201-net{net}-cifar10-split{SPLIT_SEED}-{self.fidelity.fingerprint}-test{self.test_images}"
+        )
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def _data(self, with_test: bool) -> CifarSplits:
@@ -80,8 +106,8 @@ class NB201TrainingEvaluator(CifarTrainingEvaluator):
         )
 
     def build_model(self, arch: NB201Architecture) -> nn.Module:
-        """NB201's network around the cell ``arch``."""
-        return build_nb201(arch)
+        """NB201's network (or the preset's reduced one) around the cell ``arch``."""
+        return NB201Network(arch, channels=self.channels, cells_per_stage=self.cells_per_stage)
 
     def evaluate(self, arch: NB201Architecture, seed: int, with_test: bool = True) -> EvalResult:
         """Build and train NB201's network around ``arch``; the test accuracy is always scored."""

@@ -50,9 +50,9 @@ class CifarTrainingEvaluator(Evaluator):
         download: bool = True,
     ) -> None:
         """Resolve the fidelity; the data is loaded on the first evaluation."""
-        self.fidelity = get_fidelity(fidelity)
-        self.data_dir = data_dir
         self.device = resolve_device(device)
+        self.fidelity = get_fidelity(fidelity).resolved(self.device)
+        self.data_dir = data_dir
         self.download = download
 
     @property

@@ -20,7 +20,15 @@ from nas_env.data.cifar import MEAN, STD, CifarSplits
 from nas_env.training.recipes import Fidelity
 
 PAD = 4
-"""Random-crop padding in pixels (the standard CIFAR augmentation)."""
+"""Random-crop padding in pixels at 32x32 (the standard CIFAR augmentation); scaled with resolution."""
+
+
+def downsample(x: torch.Tensor, resolution: int) -> torch.Tensor:
+    """uint8 NCHW images average-pooled to ``resolution`` (a divisor of their side), still uint8."""
+    factor = x.shape[-1] // resolution
+    if factor == 1:
+        return x
+    return F.avg_pool2d(x.float(), factor).round_().to(torch.uint8)
 
 
 @dataclass
@@ -28,7 +36,7 @@ class TrainReport:
     """What training one child produced."""
 
     val_accuracies: list[float] = field(default_factory=list)
-    """Validation accuracy after each epoch, in [0, 1]."""
+    """Validation accuracy after each of the last ``reward_epochs`` epochs (the only ones scored)."""
     train_loss: float = float("nan")
     """Mean training loss of the last epoch."""
     seconds: float = 0.0
@@ -44,9 +52,10 @@ class TrainReport:
 class BatchAugment:
     """Batched random crop (zero padding ``PAD``) + horizontal flip + normalisation on uint8 NCHW input."""
 
-    def __init__(self, device: torch.device, augment: bool) -> None:
-        """Prepare normalisation constants on ``device``."""
+    def __init__(self, device: torch.device, augment: bool, pad: int = PAD) -> None:
+        """Prepare normalisation constants on ``device``; crops pad by ``pad`` pixels."""
         self.augment = augment
+        self.pad = pad
         self.mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1) * 255
         self.inv_std = 1 / (torch.tensor(STD, device=device).view(1, 3, 1, 1) * 255)
 
@@ -55,9 +64,10 @@ class BatchAugment:
         x = (x.float() - self.mean) * self.inv_std  # padding after normalising pads with the mean
         if self.augment and gen is not None:
             n, _, h, w = x.shape
-            padded = F.pad(x, (PAD, PAD, PAD, PAD))
-            dy = torch.randint(0, 2 * PAD + 1, (n,), generator=gen, device=gen.device).to(x.device)
-            dx = torch.randint(0, 2 * PAD + 1, (n,), generator=gen, device=gen.device).to(x.device)
+            pad = self.pad
+            padded = F.pad(x, (pad, pad, pad, pad))
+            dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=gen.device).to(x.device)
+            dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=gen.device).to(x.device)
             rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
             cols = dx[:, None] + torch.arange(w, device=x.device)
             flip = torch.rand(n, generator=gen, device=gen.device).to(x.device) < 0.5
@@ -66,6 +76,10 @@ class BatchAugment:
             chan = torch.arange(3, device=x.device)[None, :, None, None]
             x = padded[batch, chan, rows, cols]
         return x.contiguous(memory_format=torch.channels_last)
+
+
+EVAL_BATCH = 1000
+"""Images per scoring batch (no gradients: large batches amortise per-op overhead)."""
 
 
 def _autocast(device: torch.device, precision: str) -> torch.autocast:
@@ -98,7 +112,10 @@ def train_child(
 ) -> TrainReport:
     """Train ``model`` on the first ``fidelity.train_images`` training images and score it.
 
-    The validation accuracy is measured after every epoch (the reward uses the last few). The
+    Images are average-pooled to ``fidelity.resolution`` first. The validation accuracy is
+    measured after each of the last ``fidelity.reward_epochs`` epochs (the only ones the reward
+    uses; scoring earlier epochs would only cost time). ``precision="auto"`` is resolved for
+    ``device`` (:meth:`Fidelity.resolved`). The
     order of minibatches, the augmentation and the weights (when built under the same seed) are
     all drawn from ``seed``, so the same seed gives the same report on the same machine.
 
@@ -114,13 +131,15 @@ def train_child(
         FloatingPointError: The training loss became NaN or infinite.
     """
     device = torch.device(device)
+    fidelity = fidelity.resolved(device)
     start = time.perf_counter()
     model = model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
-    train_x = data.train_x[: fidelity.train_images].to(device)
+    res = fidelity.resolution
+    train_x = downsample(data.train_x[: fidelity.train_images].to(device), res)
     train_y = data.train_y[: fidelity.train_images].to(device)
-    valid_x = data.valid_x[: fidelity.valid_images].to(device)
+    valid_x = downsample(data.valid_x[: fidelity.valid_images].to(device), res)
     valid_y = data.valid_y[: fidelity.valid_images].to(device)
-    prep = BatchAugment(device, fidelity.augment)
+    prep = BatchAugment(device, fidelity.augment, pad=PAD * res // 32)
     gen = torch.Generator(device=device if device.type == "cuda" else "cpu").manual_seed(seed)
     opt = torch.optim.SGD(
         model.parameters(),
@@ -134,7 +153,7 @@ def train_child(
     total_steps = steps_per_epoch * fidelity.epochs
     report = TrainReport()
     step = 0
-    for _epoch in range(fidelity.epochs):
+    for epoch in range(fidelity.epochs):
         model.train()
         perm = torch.randperm(n, generator=gen, device=gen.device).to(device)
         loss_sum = torch.zeros((), device=device)
@@ -153,15 +172,17 @@ def train_child(
             step += 1
         report.train_loss = float(loss_sum) / steps_per_epoch
         if not math.isfinite(report.train_loss):
-            raise FloatingPointError(f"training loss is {report.train_loss} after epoch {_epoch}")
-        report.val_accuracies.append(
-            evaluate_accuracy(model, valid_x, valid_y, prep, 500, fidelity.precision)
-        )
+            raise FloatingPointError(f"training loss is {report.train_loss} after epoch {epoch}")
+        if epoch >= fidelity.epochs - fidelity.reward_epochs:
+            report.val_accuracies.append(
+                evaluate_accuracy(model, valid_x, valid_y, prep, EVAL_BATCH, fidelity.precision)
+            )
     if with_test:
         if data.test_x is None or data.test_y is None:
             raise ValueError("with_test=True needs CIFAR-10 loaded with its test set")
+        test_x = downsample(data.test_x.to(device), res)
         report.test_accuracy = evaluate_accuracy(
-            model, data.test_x.to(device), data.test_y.to(device), prep, 500, fidelity.precision
+            model, test_x, data.test_y.to(device), prep, EVAL_BATCH, fidelity.precision
         )
     report.seconds = time.perf_counter() - start
     return report

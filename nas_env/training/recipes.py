@@ -14,12 +14,35 @@ import json
 from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
+import torch
+
 from nas_env.errors import check_choice
 
-Precision = Literal["fp32", "bf16"]
+Precision = Literal["fp32", "bf16", "auto"]
 LrSchedule = Literal["constant", "cosine"]
-TRAINER_VERSION = 1
-"""Bumped whenever the training code changes results; part of every cache key."""
+TRAINER_VERSION = 2
+"""Bumped whenever the training code changes results; part of every cache key.
+
+2: input resolution and ``precision="auto"``; validation scored only in the epochs the reward uses.
+"""
+RESOLUTIONS: tuple[int, ...] = (32, 16, 8)
+"""Input resolutions a recipe may train at (CIFAR-10's 32x32, average-pooled by 2 or 4)."""
+
+
+def bf16_is_fast(device: torch.device | str = "cpu") -> bool:
+    """Whether bf16 autocast speeds training up on ``device``.
+
+    On CPUs it does where AMX tiles or AVX512-BF16 are present (1.6-4x here, see
+    ``benchmarks/bench_trainer.py``) and slows it down elsewhere. On CUDA it is left off: on an
+    H200 the small children of this package trained slower in bf16 than in fp32 (issue 12).
+    """
+    if torch.device(device).type != "cpu":
+        return False
+    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        check = getattr(torch.cpu, probe, None)  # private probes; absent on old torch builds
+        if check is not None and check():
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -47,7 +70,14 @@ class Fidelity:
     reward_epochs: int = 5
     """The accuracy is the maximum validation accuracy over this many last epochs (paper: 5)."""
     precision: Precision = "fp32"
-    """``fp32`` or ``bf16`` autocast (CPU with AMX, or CUDA). See benchmarks/bench_trainer.py."""
+    """``fp32``, ``bf16`` autocast, or ``auto``: bf16 where :func:`bf16_is_fast` (AMX CPUs), else fp32.
+
+    Evaluators resolve ``auto`` for their device (:meth:`resolved`), so cache keys name the
+    precision that really trained the child."""
+    resolution: int = 32
+    """Input side in pixels: 32 (CIFAR-10's own), or 16 / 8 (images average-pooled once, crop
+    padding scaled alike). Lower resolutions are a proxy lever: 4x fewer pixels, ~4x cheaper
+    convolutions, and the ranking they give is measured in ``benchmarks/bench_fidelity.py``."""
 
     def __post_init__(self) -> None:
         """Validate every field, naming the bad value."""
@@ -63,7 +93,13 @@ class Fidelity:
         if not self.lr > 0 or not 0 <= self.momentum < 1 or self.weight_decay < 0:
             raise ValueError(f"Fidelity has a bad optimiser setting: lr={self.lr}, momentum={self.momentum}")
         check_choice("Fidelity.lr_schedule", self.lr_schedule, ("constant", "cosine"))
-        check_choice("Fidelity.precision", self.precision, ("fp32", "bf16"))
+        check_choice("Fidelity.precision", self.precision, ("fp32", "bf16", "auto"))
+        check_choice("Fidelity.resolution", self.resolution, RESOLUTIONS)
+        if self.reward_epochs > self.epochs:
+            raise ValueError(
+                f"Fidelity.reward_epochs={self.reward_epochs} exceeds epochs={self.epochs}: the reward "
+                "can only use epochs that were trained"
+            )
 
     @property
     def fingerprint(self) -> str:
@@ -75,25 +111,46 @@ class Fidelity:
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)  # type: ignore[arg-type]
 
+    def resolved(self, device: torch.device | str) -> Fidelity:
+        """This recipe with ``precision="auto"`` made concrete for ``device``."""
+        if self.precision != "auto":
+            return self
+        return self.replace(precision="bf16" if bf16_is_fast(device) else "fp32")
+
 
 FIDELITIES: dict[str, Fidelity] = {
     "paper": Fidelity(),
-    # Measured with benchmarks/bench_trainer.py on 2 idle cores: the reference 6-layer 3x3x36
-    # chain trains at ~300 images/s in fp32, random 6-layer children at ~60-120 (7x7 filters and
-    # concatenated skip inputs cost more). With 1,536 training images a random child took ~50 s,
-    # so the proxy uses 1,024: ~10 s for the reference child, ~35 s for a typical random one.
     "proxy": Fidelity(
-        epochs=2,
-        train_images=1_024,
-        valid_images=500,
-        batch_size=64,
-        lr=0.05,
+        epochs=3,
+        train_images=10_000,
+        valid_images=5_000,
+        batch_size=128,
+        lr=0.1,
         lr_schedule="cosine",
-        reward_epochs=2,
+        reward_epochs=1,
+        precision="auto",
+        resolution=16,
     ),
     "smoke": Fidelity(epochs=1, train_images=128, valid_images=128, batch_size=64, lr=0.05, reward_epochs=1),
 }
 """Named presets accepted wherever a fidelity is (``fidelity="proxy"``)."""
+
+NB201_FIDELITIES: dict[str, Fidelity] = {
+    "paper": FIDELITIES["paper"],
+    "proxy": Fidelity(
+        epochs=6,
+        train_images=10_000,
+        valid_images=5_000,
+        batch_size=128,
+        lr=0.1,
+        lr_schedule="cosine",
+        reward_epochs=1,
+        precision="auto",
+    ),
+    "smoke": FIDELITIES["smoke"],
+}
+"""The presets of NAS-Bench-201's trained mode (its ``proxy`` trains a reduced network, see
+:data:`nas_env.evaluators.nb201_training.NB201_NETWORKS`)."""
 
 
 def get_fidelity(fidelity: str | Fidelity) -> Fidelity:
