@@ -36,6 +36,7 @@ AGENTS: dict[str, str] = {
     "a2c": "agents.sb3:A2CAgent",
     "dqn": "agents.sb3:DQNAgent",
     "maskable_ppo": "agents.sb3:MaskablePPOAgent",
+    "halving": "agents.halving:SuccessiveHalvingAgent",
 }
 """Agent name (as on the command line) to ``module:Class``; imported on first use."""
 
@@ -129,6 +130,23 @@ class SearchAgent(ABC):
     def config_dict(self) -> dict[str, Any]:
         """The agent's resolved settings (for the run's ``config.json``); none by default."""
         return dict(self.overrides)
+
+    def rank_key(self, evaluation: Evaluation) -> tuple[float, ...]:
+        """How evaluations compare for "the best found" (higher is better): the reward by default.
+
+        Agents whose rewards are not all on one scale (successive halving's fidelities) override it.
+        """
+        return (evaluation.reward,)
+
+    def best(self) -> Evaluation:
+        """The best evaluation so far by :meth:`rank_key` (ties: the earliest).
+
+        Raises:
+            ValueError: Nothing was evaluated yet.
+        """
+        if not self.history:
+            raise ValueError("no evaluation yet: call search() first")
+        return max(reversed(self.history), key=self.rank_key)
 
     @abstractmethod
     def _search(self, budget: int) -> None:

@@ -84,6 +84,13 @@ class SearchConfig:
     """S parameter-server shards holding the controller's parameters (--agent reinforce)."""
     children_per_replica: int | None = None
     """m children each replica samples per gradient (default: the agent's batch_size)."""
+    promote: str = ""
+    """Successive halving around --agent: fidelities to promote the best children to, cheapest first
+    (e.g. paper; on NB201's table a column such as cifar10_valid_acc_200ep)."""
+    promote_eta: int = 3
+    """Successive halving: keep the best 1/eta at each fidelity."""
+    promote_bracket: int = 9
+    """Successive halving: evaluations at the env's own fidelity between promotions."""
 
     def __post_init__(self) -> None:
         """Check the values that need no env, naming the bad one."""
@@ -182,6 +189,21 @@ def make_search_agent(config: SearchConfig, env: gym.Env[Any, Any]) -> SearchAge
             another agent (give those ``--env-kwargs backend=...`` instead).
     """
     parallel = (config.backend, config.replicas, config.shards, config.children_per_replica)
+    if config.promote:
+        if parallel != ("local", 1, 1, None):
+            raise UsageError(
+                "--promote runs one env: drop --backend/--replicas/--shards/--children-per-replica"
+            )
+        return make_agent(
+            "halving",
+            env,
+            seed=config.seed,
+            rungs=tuple(r.strip() for r in config.promote.split(",")),
+            eta=config.promote_eta,
+            bracket=config.promote_bracket,
+            base=config.agent,
+            base_kwargs=dict(config.agent_kwargs),
+        )
     if parallel == ("local", 1, 1, None):
         return make_agent(config.agent, env, seed=config.seed, **config.agent_kwargs)
     if config.agent != "reinforce":
@@ -263,11 +285,12 @@ class RunWriter:
 
     def write_best(self) -> None:
         """Top architectures (each once, by its best reward) with a retrain command."""
+        key = self.agent.rank_key
         best: dict[str, Evaluation] = {}
         for e in self.agent.history:
-            if e.arch not in best or e.reward > best[e.arch].reward:
+            if e.arch not in best or key(e) > key(best[e.arch]):
                 best[e.arch] = e
-        top = sorted(best.values(), key=lambda e: (-e.reward, e.index))[: self.config.top_k]
+        top = sorted(best.values(), key=lambda e: (tuple(-k for k in key(e)), e.index))[: self.config.top_k]
         payload = {
             "env": self.config.env,
             "agent": self.config.agent,
@@ -376,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nas-search: error: {exc}", file=sys.stderr)
         return 2
     history = run(config, env, env_kwargs, agent)
-    best = max(history, key=lambda e: e.reward)
+    best = agent.best()
     print(f"{len(history)} architectures; best reward {best.reward:.4f}: {best.arch}")
     print(f"results in {config.out}/ ({CSV_FILE}, {BEST}, {CHECKPOINT}, {STORE}, {CONFIG})")
     return 0

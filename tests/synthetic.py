@@ -12,6 +12,7 @@ Importing this module registers ``NAS-Synthetic-v0``; from the command line use 
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any
 
@@ -26,6 +27,8 @@ from nas_env.search_spaces.cnn import CnnSearchSpace
 from nas_env.type_aliases import EvalResult
 
 ENV_ID = "NAS-Synthetic-v0"
+NOISE = {"high": 0.0, "mid": 0.05, "low": 0.15}
+"""Noise of the synthetic fidelities (successive-halving tests promote from low to high)."""
 
 
 class MatchEvaluator(Evaluator):
@@ -34,18 +37,24 @@ class MatchEvaluator(Evaluator):
     Args:
         target_seed: Fixes the target (the one best architecture) per depth.
         delay_s: Seconds each evaluation sleeps (to stand in for training in kill/resume tests).
+        fidelity: ``"high"`` scores exactly; ``"mid"`` and ``"low"`` add fixed pseudo-random noise
+            (standard deviation 0.05 and 0.15) keyed by the architecture, as cheap training would.
     """
 
     metric_names = ("val_accuracy",)
 
-    def __init__(self, target_seed: int = 0, delay_s: float = 0.0) -> None:
+    def __init__(self, target_seed: int = 0, delay_s: float = 0.0, fidelity: str = "high") -> None:
+        if fidelity not in NOISE:
+            raise ValueError(f"fidelity={fidelity!r}; expected one of {sorted(NOISE)}")
         self.target_seed = target_seed
         self.delay_s = delay_s
+        self.fidelity = fidelity
 
     @property
     def fingerprint(self) -> str:
-        """Depends on the target only."""
-        return f"match-{self.target_seed}"
+        """Depends on the target and the fidelity."""
+        suffix = "" if self.fidelity == "high" else f"-{self.fidelity}"
+        return f"match-{self.target_seed}{suffix}"
 
     def target(self, num_layers: int) -> list[int]:
         """Token sequence of the best architecture of a ``num_layers``-layer space."""
@@ -57,7 +66,11 @@ class MatchEvaluator(Evaluator):
         space = CnnSearchSpace(num_layers=arch.num_layers, max_layers=max(arch.num_layers, 15))
         tokens = space.encode(arch)
         target = self.target(arch.num_layers)
-        return float(np.mean(np.asarray(tokens) == np.asarray(target)))
+        exact = float(np.mean(np.asarray(tokens) == np.asarray(target)))
+        if self.fidelity == "high":
+            return exact
+        key = int.from_bytes(hashlib.sha256(arch.to_str().encode()).digest()[:8], "little")
+        return exact + NOISE[self.fidelity] * float(np.random.default_rng(key).standard_normal())
 
     def evaluate(self, arch: Any, seed: int) -> EvalResult:
         """The match score as ``val_accuracy`` (deterministic; ``seed`` is only recorded)."""
@@ -78,11 +91,12 @@ class SyntheticNASEnv(TokenNASEnv):
         delay_s: float = 0.0,
         cache_path: str | None = None,
         strict_actions: bool = False,
+        fidelity: str = "high",
     ) -> None:
         """Build the env; arguments as in ``NAS-CIFAR10-v0`` plus the evaluator's."""
         super().__init__(
             CnnSearchSpace(num_layers=num_layers, max_layers=max_layers),
-            MatchEvaluator(target_seed, delay_s),
+            MatchEvaluator(target_seed, delay_s, fidelity),
             get_reward(reward),
             cache_path=None if cache_path is None else str(cache_path),
             strict_actions=strict_actions,

@@ -167,3 +167,12 @@ class NASBench201Env(TokenNASEnv):
             backend=backend,
             backend_kwargs=backend_kwargs,
         )
+
+    def fidelity_kwargs(self, fidelity: str) -> dict[str, Any]:
+        """Constructor arguments that score children at another ``fidelity`` (successive halving).
+
+        Tabular mode: ``fidelity`` is the table column that scores the children (``reward_metric``),
+        e.g. ``"cifar10_valid_acc_200ep"``. Trained mode: a preset, as for the other envs.
+        """
+        tabular = isinstance(self.evaluator, TabularEvaluator)
+        return {"reward_metric": fidelity} if tabular else {"fidelity": fidelity}

@@ -141,6 +141,14 @@ class TokenNASEnv(gym.Env[np.ndarray, np.int64]):
             return np.ones(self._vocab, dtype=bool)
         return self.space.mask(len(self._tokens))
 
+    def fidelity_kwargs(self, fidelity: str) -> dict[str, Any]:
+        """Constructor arguments that make this env score children at another ``fidelity``.
+
+        Successive halving (:mod:`agents.halving`) remakes the env from its spec with these to
+        promote children; trained envs take a preset name as ``fidelity``.
+        """
+        return {"fidelity": fidelity}
+
     # ---- gymnasium API ------------------------------------------------------------------------
 
     def reset(
