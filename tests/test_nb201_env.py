@@ -159,10 +159,11 @@ def test_bad_kwargs_raise(table: str, kwargs: dict, error: type, message: str) -
         gym.make("NAS-Bench-201-v0", table_path=table, **kwargs)
 
 
-def test_tabular_only_kwargs_raise_in_trained_mode() -> None:
+@pytest.mark.parametrize("mode", [{"table_path": None}, {"fidelity": "smoke"}])
+def test_tabular_only_kwargs_raise_in_trained_mode(mode: dict) -> None:
     message = "report_metric='cifar100_test_acc_200ep' only applies in tabular mode (table_path=...)"
     with pytest.raises(ValueError, match=re.escape(message)):
-        gym.make("NAS-Bench-201-v0", report_metric="cifar100_test_acc_200ep")
+        gym.make("NAS-Bench-201-v0", report_metric="cifar100_test_acc_200ep", **mode)
 
 
 def test_bad_table_fails_at_construction(tmp_path: Path) -> None:

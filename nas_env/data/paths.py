@@ -27,6 +27,23 @@ def data_roots(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
     return [Path(env).expanduser()] if env else [DEFAULT_ROOT]
 
 
+def search_roots(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Every root a read-only lookup tries, in order: ``data_dir``, ``$NAS_ENV_DATA``, the user cache.
+
+    Unlike :func:`data_roots` (where a download goes), a file found in any of them will do, so a
+    table kept in the cache folder is found even when ``$NAS_ENV_DATA`` points elsewhere.
+    """
+    env = os.environ.get(DATA_ENV_VAR)
+    candidates = [data_dir, env, DEFAULT_ROOT]
+    roots: list[Path] = []
+    for candidate in candidates:
+        if candidate:
+            root = Path(candidate).expanduser()
+            if root not in roots:
+                roots.append(root)
+    return roots
+
+
 def md5sum(path: Path) -> str:
     """Hex md5 of a file, read in chunks."""
     digest = hashlib.md5()

@@ -8,12 +8,19 @@ from typing import Any
 from nas_env.envs.token_env import TokenNASEnv
 from nas_env.evaluators.base import Evaluator
 from nas_env.evaluators.nb201_training import NB201TrainingEvaluator
-from nas_env.evaluators.tabular import DEFAULT_REPORT_METRIC, DEFAULT_REWARD_METRIC, TabularEvaluator
+from nas_env.evaluators.tabular import (
+    DEFAULT_REPORT_METRIC,
+    DEFAULT_REWARD_METRIC,
+    TabularEvaluator,
+    find_nb201_table,
+)
 from nas_env.rewards import get_reward
 from nas_env.search_spaces.nb201 import NB201SearchSpace
 from nas_env.training.recipes import Fidelity
 
-_TRAINED_ONLY = {"fidelity": "proxy", "data_dir": None, "test_images": None}
+AUTO_TABLE = "auto"
+"""``table_path`` default: the table found under the data roots (see :func:`find_nb201_table`)."""
+_TRAINED_ONLY = {"fidelity": None, "data_dir": None, "test_images": None}
 _TABULAR_ONLY = {"reward_metric": DEFAULT_REWARD_METRIC, "report_metric": DEFAULT_REPORT_METRIC}
 
 
@@ -30,11 +37,15 @@ class NASBench201Env(TokenNASEnv):
     ``skip_connect``, ``nor_conv_1x1``, ``nor_conv_3x3``, ``avg_pool_3x3``: 15,625 cells. The cell is
     stacked into NB201's network (3 stages of 5 cells, 16/32/64 channels). Two modes:
 
-    - **tabular** (``table_path=PATH``): the reward is looked up in a CSV table in NB201's schema
+    - **tabular** (the default): the reward is looked up in a CSV table in NB201's schema
       (see :mod:`nas_env.evaluators.tabular`) in microseconds, so that whole searches take
-      seconds and compare with published numbers;
-    - **trained** (``table_path=None``): the network is trained on CIFAR-10 with the package's
-      trainer at a fidelity preset, through the same results store and cache.
+      seconds and compare with published numbers. ``table_path="auto"`` (the default) finds
+      ``nb201/nb201.csv`` or ``nb201/nb201_cifar10.csv`` under ``data_dir``, ``$NAS_ENV_DATA`` or
+      ``~/.cache/nas_env/data`` (``DatasetError`` naming the paths tried when there is none;
+      ``nas-bench-table`` builds one from NATS-Bench's files); ``table_path=PATH`` names a table;
+    - **trained** (``table_path=None``, or ``fidelity=``/``test_images=`` given with the default
+      ``table_path``): the network is trained on CIFAR-10 with the package's trainer at a
+      fidelity preset, through the same results store and cache.
 
     ## Action Space
 
@@ -74,15 +85,18 @@ class NASBench201Env(TokenNASEnv):
 
     | name           | type            | default                  | meaning                                  |
     |----------------|-----------------|--------------------------|------------------------------------------|
-    | table_path     | str or None     | None                     | CSV table (tabular); None: trained       |
+    | table_path     | str or None     | "auto"                   | CSV table; "auto": found under the data  |
+    |                |                 |                          | roots; None: trained                     |
     | reward_metric  | str             | "cifar10_valid_acc_12ep" | tabular: column scoring the search       |
     | report_metric  | str             | "cifar10_test_acc_200ep" | tabular: column in info["test_accuracy"] |
     | reward         | str             | "accuracy"               | "accuracy" or "paper" (accuracy cubed)   |
-    | fidelity       | str or Fidelity | "proxy"                  | trained: "paper", "proxy", "smoke"...    |
+    | fidelity       | str, Fidelity   | None                     | trained: "paper", "proxy" (None),        |
+    |                | or None         |                          | "smoke"...                               |
     | test_images    | int or None     | None                     | trained: test images scored (None:       |
     |                |                 |                          | the fidelity's valid_images)             |
     | cache_path     | str or None     | None                     | SQLite results store (None: memory)      |
-    | data_dir       | str or None     | None                     | trained: CIFAR-10 root ($NAS_ENV_DATA)   |
+    | data_dir       | str or None     | None                     | CIFAR-10 root (trained) or first root    |
+    |                |                 |                          | of the "auto" table lookup               |
     | device         | str             | "auto"                   | trained: where networks train            |
     | download       | bool            | True                     | trained: download CIFAR-10 when absent   |
     | strict_actions | bool            | False                    | raise on masked actions (none here)      |
@@ -95,7 +109,7 @@ class NASBench201Env(TokenNASEnv):
     ## Example
 
     >>> import gymnasium as gym, nas_env
-    >>> env = gym.make("NAS-Bench-201-v0", fidelity="smoke")  # trained mode (no table)
+    >>> env = gym.make("NAS-Bench-201-v0", table_path=None, fidelity="smoke")  # trained mode
     >>> obs, info = env.reset(seed=0)
     >>> obs.shape, info["action_mask"].tolist()
     ((43,), [True, True, True, True, True])
@@ -108,16 +122,17 @@ class NASBench201Env(TokenNASEnv):
 
     ## Version History
 
-    * v0: Initial version.
+    * v0: Initial version. Since issue 11 ``table_path`` defaults to ``"auto"`` (the table found
+      under the data roots) instead of trained mode; spaces, rewards and dynamics are unchanged.
     """
 
     def __init__(
         self,
-        table_path: str | os.PathLike[str] | None = None,
+        table_path: str | os.PathLike[str] | None = AUTO_TABLE,
         reward_metric: str = DEFAULT_REWARD_METRIC,
         report_metric: str = DEFAULT_REPORT_METRIC,
         reward: str = "accuracy",
-        fidelity: str | Fidelity = "proxy",
+        fidelity: str | Fidelity | None = None,
         test_images: int | None = None,
         cache_path: str | os.PathLike[str] | None = None,
         data_dir: str | os.PathLike[str] | None = None,
@@ -132,8 +147,12 @@ class NASBench201Env(TokenNASEnv):
 
         Raises:
             ValueError: A bad argument, or an argument of the other mode set.
-            DatasetError: The table is invalid (tabular mode).
+            DatasetError: No table found (``table_path="auto"``), or the table is invalid.
         """
+        if isinstance(table_path, str) and table_path == AUTO_TABLE:
+            trained = fidelity is not None or test_images is not None
+            table_path = None if trained else find_nb201_table(data_dir)
+            data_dir = data_dir if trained else None  # used up by the lookup
         given = {
             "fidelity": fidelity,
             "data_dir": data_dir,
@@ -144,18 +163,21 @@ class NASBench201Env(TokenNASEnv):
         other_mode = _TRAINED_ONLY if table_path is not None else _TABULAR_ONLY
         for name, default in other_mode.items():
             if given[name] != default:
-                mode = (
-                    "trained mode (table_path=None)"
-                    if table_path is not None
-                    else "tabular mode (table_path=...)"
-                )
+                mode = "tabular mode (table_path=...)"
+                if table_path is not None:
+                    lookup = " or to find the default table (table_path='auto')" if name == "data_dir" else ""
+                    mode = f"trained mode (table_path=None){lookup}"
                 raise ValueError(f"{name}={given[name]!r} only applies in {mode}; remove it or switch mode")
         evaluator: Evaluator
         if table_path is not None:
             evaluator = TabularEvaluator(table_path, reward_metric, report_metric)
         else:
             evaluator = NB201TrainingEvaluator(
-                fidelity, data_dir=data_dir, device=device, download=download, test_images=test_images
+                fidelity or "proxy",
+                data_dir=data_dir,
+                device=device,
+                download=download,
+                test_images=test_images,
             )
         super().__init__(
             NB201SearchSpace(),

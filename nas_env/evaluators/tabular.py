@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nas_env.data.paths import DATA_ENV_VAR, search_roots
 from nas_env.errors import DatasetError, InvalidArchitectureError, check_choice
 from nas_env.evaluators.base import Evaluator
 from nas_env.search_spaces.nb201 import NUM_CELLS, NB201Architecture
@@ -48,6 +49,34 @@ DEFAULT_REWARD_METRIC = "cifar10_valid_acc_12ep"
 """The search signal by default: 12-epoch validation accuracy, as NATS-Bench recommends."""
 DEFAULT_REPORT_METRIC = "cifar10_test_acc_200ep"
 """The accuracy reported by default: 200-epoch test accuracy, as NB201's result tables."""
+
+
+DEFAULT_TABLES: tuple[str, ...] = ("nb201/nb201.csv", "nb201/nb201_cifar10.csv")
+"""Where ``table_path="auto"`` looks under each data root, in order: the full table that
+``nas-bench-table`` writes, then a CIFAR-10-only one."""
+
+
+def find_nb201_table(data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The default NB201 table (``table_path="auto"``), found under the data roots.
+
+    The first of :data:`DEFAULT_TABLES` under ``data_dir``, ``$NAS_ENV_DATA`` or the user cache
+    folder (``~/.cache/nas_env/data``), in that order.
+
+    Raises:
+        DatasetError: No table in any of them; the message lists the paths tried and how to
+            build a table.
+    """
+    tried = [root / name for root in search_roots(data_dir) for name in DEFAULT_TABLES]
+    for path in tried:
+        if path.is_file():
+            return path
+    listed = ", ".join(str(p) for p in tried)
+    raise DatasetError(
+        f"no NAS-Bench-201 table found; tried {listed}. Build one from NATS-Bench's topology files "
+        f"(pip install 'nas-env[nats]'; nas-bench-table --nats PATH --out {tried[0]}), put an "
+        f"existing table at one of these paths (or set ${DATA_ENV_VAR}), or pass table_path=PATH; "
+        "table_path=None trains the cells instead (see docs/nb201.md)"
+    )
 
 
 @dataclass(frozen=True)
