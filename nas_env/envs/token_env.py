@@ -116,6 +116,9 @@ class TokenNASEnv(gym.Env[np.ndarray, np.int64]):
         self.space = space
         self.evaluator = evaluator
         self.reward_fn = reward_fn
+        announce_cost = getattr(evaluator, "announce_cost", None)
+        if announce_cost is not None:  # e.g. the paper recipe on CPU: say the hours before they start
+            announce_cost()
         self.store = ResultsStore(cache_path)
         self.backend = make_backend(backend, evaluator, **(backend_kwargs or {}))
         self.strict_actions = strict_actions

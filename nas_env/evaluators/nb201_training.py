@@ -105,6 +105,12 @@ class NB201TrainingEvaluator(CifarTrainingEvaluator):
             data, test_x=data.test_x[: self.test_images], test_y=data.test_y[: self.test_images]
         )
 
+    reference_name = "an all-3x3-convolution cell"
+
+    def reference_model(self) -> nn.Module:
+        """The network around the costliest cell (every edge a 3x3 convolution), for cost estimates."""
+        return self.build_model(NB201Architecture(("nor_conv_3x3",) * 6))
+
     def build_model(self, arch: NB201Architecture) -> nn.Module:
         """NB201's network (or the preset's reduced one) around the cell ``arch``."""
         return NB201Network(arch, channels=self.channels, cells_per_stage=self.cells_per_stage)

@@ -6,17 +6,25 @@ import hashlib
 import os
 import time
 import traceback
+import warnings
 from typing import Any
 
 import torch
 from torch import nn
 
+from nas_env.architecture import CnnArchitecture
 from nas_env.builders.cnn import build_cnn, count_parameters
 from nas_env.data.cifar import SPLIT_SEED, CifarSplits, load_cifar10
 from nas_env.evaluators.base import Evaluator
-from nas_env.training.cifar import train_child
+from nas_env.training.cifar import measure_seconds_per_child, train_child
 from nas_env.training.recipes import Fidelity, get_fidelity
 from nas_env.type_aliases import EvalResult, Metric
+
+SLOW_CHILD_S = 600.0
+"""A recipe expected to take longer than this per child on CPU is announced with its estimate."""
+HEAVY_WORK = 200_000
+"""Full-resolution training images seen per child above which the estimate is measured (the
+``proxy`` preset sees the equivalent of 7,500, ``paper`` 2,250,000)."""
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -54,6 +62,39 @@ class CifarTrainingEvaluator(Evaluator):
         self.fidelity = get_fidelity(fidelity).resolved(self.device)
         self.data_dir = data_dir
         self.download = download
+
+    def announce_cost(self) -> float | None:
+        """On CPU, warn with the expected seconds per child when the recipe is heavy (``paper``).
+
+        The estimate times a few training steps of :meth:`reference_model` now (a second or two),
+        so it fits this machine. Called by the envs when they are made, before any child trains.
+
+        Returns:
+            The estimate in seconds, or ``None`` when the recipe is light or the device a GPU.
+        """
+        f = self.fidelity
+        work = f.epochs * f.train_images * (f.resolution / 32) ** 2
+        if self.device.type != "cpu" or work < HEAVY_WORK:
+            return None
+        seconds = measure_seconds_per_child(self.reference_model(), f, self.device)
+        if seconds > SLOW_CHILD_S:
+            warnings.warn(
+                f"this fidelity ({f.epochs} epochs x {f.train_images:,} images at {f.resolution}x"
+                f"{f.resolution}) takes about {seconds / 3600:.1f} h per child on this CPU (timed now on "
+                f"{self.reference_name}; random children of the space can be several times slower). "
+                "Use fidelity='proxy' on CPU, or a CUDA device.",
+                UserWarning,
+                stacklevel=3,
+            )
+        return seconds
+
+    reference_name = "the 6-layer 3x3, 36-filter chain"
+    """What :meth:`reference_model` is, for messages."""
+
+    def reference_model(self) -> nn.Module:
+        """A typical light child of the space, timed by :meth:`announce_cost`."""
+        chain = " | ".join(["3x3:36"] + [f"3x3:36 <{i}" for i in range(5)])
+        return build_cnn(CnnArchitecture.from_str(chain))
 
     @property
     def fingerprint(self) -> str:

@@ -186,3 +186,36 @@ def train_child(
         )
     report.seconds = time.perf_counter() - start
     return report
+
+
+def measure_seconds_per_child(
+    model: nn.Module, fidelity: Fidelity, device: torch.device | str = "cpu", steps: int = 3
+) -> float:
+    """Estimate the seconds ``train_child`` takes for ``model`` at ``fidelity`` by timing a few steps.
+
+    Trains ``model`` (a throwaway) for one warm-up and ``steps`` timed steps on random batches of
+    the recipe's resolution and precision (at most 64 images: time per image is flat beyond), then
+    scales to the images the recipe trains on (scoring, a small share, is not counted).
+    """
+    device = torch.device(device)
+    fidelity = fidelity.resolved(device)
+    model = model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=fidelity.momentum)
+    res, batch = fidelity.resolution, min(fidelity.batch_size, 64)
+    x = torch.randn(batch, 3, res, res, device=device).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch,), device=device)
+    model.train()
+    for i in range(steps + 1):
+        if i == 1:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+        with _autocast(device, fidelity.precision):
+            loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    per_image = (time.perf_counter() - start) / (steps * batch)
+    return per_image * fidelity.train_images * fidelity.epochs
