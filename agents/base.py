@@ -131,6 +131,9 @@ class SearchAgent(ABC):
         """The agent's resolved settings (for the run's ``config.json``); none by default."""
         return dict(self.overrides)
 
+    def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
+        """Release what the agent made itself (envs of its own); the env it was given is the caller's."""
+
     def rank_key(self, evaluation: Evaluation) -> tuple[float, ...]:
         """How evaluations compare for "the best found" (higher is better): the reward by default.
 

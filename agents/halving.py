@@ -93,8 +93,13 @@ class SuccessiveHalvingAgent(SearchAgent):
                 "successive halving needs a single env made with gym.make (it remakes it per rung)"
             )
         self.base = make_agent(self.config.base, env, seed=seed, **self.config.base_kwargs)
-        self._rung_kwargs = [env.unwrapped.fidelity_kwargs(rung) for rung in self.config.rungs]  # type: ignore[attr-defined]
-        self._runners: dict[int, TokenRunner] = {}
+        spec = env.spec
+        self._runners = {  # made now, so that a bad fidelity fails before any evaluation
+            rung: TokenRunner(
+                gym.make(spec.id, **{**spec.kwargs, **env.unwrapped.fidelity_kwargs(name)}), seed
+            )  # type: ignore[attr-defined]
+            for rung, name in enumerate(self.config.rungs, 1)
+        }
         self.bracket: list[list[tuple[str, float]]] = [[] for _ in range(len(self.config.rungs) + 1)]
         """This bracket's ``(arch, reward)`` at each rung, in evaluation order."""
         self._budget = 0
@@ -144,11 +149,6 @@ class SuccessiveHalvingAgent(SearchAgent):
 
     def _evaluate_at(self, rung: int, arch_str: str) -> tuple[float, dict[str, Any]]:
         """Score ``arch_str`` by stepping the rung's env through its tokens."""
-        if rung not in self._runners:
-            spec = self.env.spec
-            assert spec is not None  # checked in __init__
-            env = gym.make(spec.id, **{**spec.kwargs, **self._rung_kwargs[rung - 1]})
-            self._runners[rung] = TokenRunner(env, self.seed)
         runner = self._runners[rung]
         unwrapped: Any = runner.env.unwrapped
         arch = unwrapped.space.parse(arch_str)
@@ -160,7 +160,6 @@ class SuccessiveHalvingAgent(SearchAgent):
         """Close the rung envs this agent made (the env it was given is the caller's)."""
         for runner in self._runners.values():
             runner.env.close()
-        self._runners.clear()
 
     # ---- checkpoints --------------------------------------------------------------------------------
 

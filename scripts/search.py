@@ -360,6 +360,7 @@ def run(
         writer.checkpoint()
     finally:
         writer.close()
+        agent.close()
         env.close()
     return history
 

@@ -182,9 +182,15 @@ def test_bad_settings(settings: dict, message: str) -> None:
 
 def test_bad_rung_and_env_errors(table: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     env = gym.make("NAS-Synthetic-v0", fidelity="low")
-    agent = make_agent("halving", env, rungs=("best",), bracket=3)
     with pytest.raises(ValueError, match=r"fidelity='best'; expected one of \['high', 'low', 'mid'\]"):
-        agent.search(4)
+        make_agent("halving", env, rungs=("best",), bracket=3)
+    bad = tmp_path / "bad"
+    env_args = ["--env", "NAS-Bench-201-v0", "--env-kwargs", f"table_path={table}"]
+    code = search.main(
+        [*env_args, "--budget", "9", "--out", str(bad), "--promote", "cifar10_valid_acc_300ep"]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "cifar10_valid_acc_300ep" in err
     vec = gym.make_vec("NAS-Synthetic-v0", num_envs=2, vectorization_mode="sync")
     with pytest.raises(ValueError, match=r"needs a single env made with gym\.make"):
         SuccessiveHalvingAgent(vec, rungs=("high",))
