@@ -36,6 +36,8 @@ AGENTS: dict[str, str] = {
     "a2c": "agents.sb3:A2CAgent",
     "dqn": "agents.sb3:DQNAgent",
     "maskable_ppo": "agents.sb3:MaskablePPOAgent",
+    "reinforce_nb201": "agents.nb201_reinforce:NB201ReinforceAgent",
+    "local_search": "agents.local_search:LocalSearchAgent",
     "halving": "agents.halving:SuccessiveHalvingAgent",
 }
 """Agent name (as on the command line) to ``module:Class``; imported on first use."""

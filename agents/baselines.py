@@ -64,12 +64,23 @@ class RandomSearchAgent(SearchAgent):
 
 @dataclass(frozen=True)
 class EvolutionConfig:
-    """Settings of regularized evolution (Real et al., AAAI 2019, "aging evolution")."""
+    """Settings of regularized evolution (Real et al., AAAI 2019, "aging evolution").
 
-    population_size: int = 100
-    """Architectures kept alive (Real et al.: P = 100 in their NAS-Bench-101 runs)."""
-    tournament_size: int = 25
-    """Architectures drawn from the population per tournament; the best is the parent (S = 25)."""
+    The defaults are NAS-Bench-201's REA (Dong & Yang, ICLR 2020, section 5 and
+    ``scripts-search/NAS-Bench-201-algos/R-EA.sh``; NATS-Bench's ``exps/NATS-algos/run-all.sh``
+    keeps them): population 10, tournament 3. They suit budgets of about 100 architectures:
+    with Real et al.'s NAS-Bench-101 values (P = 100, S = 25) the random initial population
+    alone fills a 100-architecture budget, so evolution never starts and the run *is* random
+    search. With P = 10, mutation starts after 10 architectures and 90 of 100 are children.
+    Larger budgets (thousands) may prefer larger populations: ``population_size=100
+    tournament_size=25`` restores Real et al.'s.
+    """
+
+    population_size: int = 10
+    """Architectures kept alive (NB201: 10; Real et al. on NAS-Bench-101: 100)."""
+    tournament_size: int = 3
+    """Members drawn (with replacement, as Real et al.'s Algorithm 1 and NB201) per tournament;
+    the best is the parent (NB201: 3; Real et al.: 25)."""
 
     def __post_init__(self) -> None:
         """Validate, naming the bad value."""
@@ -86,7 +97,8 @@ class RegularizedEvolutionAgent(SearchAgent):
     """Regularized (aging) evolution (Real et al., AAAI 2019, https://arxiv.org/abs/1802.01548).
 
     The first ``population_size`` architectures are random. Afterwards each cycle samples
-    ``tournament_size`` members, copies the best, changes one token to another valid value
+    ``tournament_size`` members (with replacement), copies the best, changes one token to another
+    valid value
     (the mutation), evaluates the child, adds it and removes the *oldest* member. On a vector env
     of ``n`` sub-envs, ``n`` children are proposed from the same population and evaluated together.
 
@@ -115,7 +127,7 @@ class RegularizedEvolutionAgent(SearchAgent):
         """The next architecture to evaluate: random while the population fills, else a mutant."""
         if len(self.population) < self.config.population_size:
             return sample_tokens(schedule, self.rng)
-        picks = self.rng.choice(len(self.population), self.config.tournament_size, replace=False)
+        picks = self.rng.integers(len(self.population), size=self.config.tournament_size)
         parent = max((self.population[int(i)] for i in picks), key=lambda member: member[1])[0]
         return self.mutate(parent, schedule)
 
