@@ -22,6 +22,33 @@ _T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
 within 5% from 15 on)."""
 
 
+NB201_PUBLISHED: dict[str, dict[str, tuple[float, float]]] = {
+    "cifar10_test_acc_200ep": {
+        "random": (93.70, 0.36),
+        "reinforce_nb201": (93.85, 0.37),
+        "evolution": (93.92, 0.30),
+    },
+    "cifar100_test_acc_200ep": {
+        "random": (71.04, 1.07),
+        "reinforce_nb201": (71.71, 1.09),
+        "evolution": (71.84, 0.99),
+    },
+    "imagenet16_120_test_acc_200ep": {
+        "random": (44.57, 1.25),
+        "reinforce_nb201": (45.24, 1.18),
+        "evolution": (45.54, 1.03),
+    },
+}
+"""NAS-Bench-201's Table 5 (Dong & Yang, ICLR 2020): test accuracy (%) mean ± std over 500 runs of
+RS, REINFORCE and REA searching on 12-epoch validation accuracy with a 12,000 s simulated budget
+(about 100 architectures on CIFAR-10), per report column; keyed by this package's policy names."""
+
+
+def published_figures(report_metric: str | None) -> dict[str, tuple[float, float]] | None:
+    """The published figures for a report column (see :data:`NB201_PUBLISHED`), or None."""
+    return NB201_PUBLISHED.get(report_metric or "")
+
+
 def write_runs(path: Path, runs: Sequence[list[dict[str, Any]]]) -> None:
     """Write every row of every run, in job order (policy as given, then seed, then index)."""
     rows = [row for run in runs for row in run]
@@ -68,14 +95,23 @@ def summary_markdown(
     runs: dict[str, list[list[dict[str, Any]]]],
     wall: dict[str, list[float]],
     optimum: tuple[str, float, float] | None,
+    published: dict[str, tuple[float, float]] | None = None,
+    skipped: dict[str, str] | None = None,
 ) -> str:
-    """The summary table: per policy, the report metric of the best-reward architecture at each budget."""
+    """The summary table: per policy, the report metric of the best-reward architecture at each budget.
+
+    With ``published`` (figures of :data:`NB201_PUBLISHED`), a last column gives NB201's own
+    figure for the policies it ran ("-" for the others). ``skipped`` policies (``--policies all``:
+    those that cannot run with their defaults) are listed with the reason.
+    """
     key, by_time = config.report_key, config.time_budget is not None
     scale = _scale(key)
     unit = "s" if by_time else ""
     points = config.checkpoints()
     pct = " (%)" if scale == 100 else ""
     header = ["policy", *[f"{key}{pct} @ {p:g}{unit}" for p in points], "best reward", "runs", "wall s/run"]
+    if published is not None:
+        header.append("NB201 published")
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for policy, policy_runs in runs.items():
         cells = [
@@ -83,6 +119,9 @@ def summary_markdown(
         ]
         final = mean_std([r[-1]["best_reward"] if r else math.nan for r in policy_runs], digits=4)
         cells += [final, str(len(policy_runs)), f"{np.mean(wall[policy]):.2f}"]
+        if published is not None:
+            figure = published.get(policy)
+            cells.append("-" if figure is None else f"{figure[0]:.2f} ± {figure[1]:.2f}")
         lines.append("| " + " | ".join([policy, *cells]) + " |")
     budget = (
         f"{config.time_budget:g} simulated training seconds" if by_time else f"{config.budget} architectures"
@@ -103,6 +142,19 @@ def summary_markdown(
             "",
             f"Best possible: the cell with the best search reward, `{arch}`, has reward {reward * 100:.2f} "
             f"and {key} {report * scale:.2f}.",
+        ]
+    for policy, reason in (skipped or {}).items():
+        text += [
+            "",
+            f"Skipped `{policy}`: it cannot run with its defaults ({reason}); give its settings "
+            f"with `--agent-kwargs {policy}.KEY=VALUE` and name it in `--policies`.",
+        ]
+    if published is not None:
+        text += [
+            "",
+            "NB201 published: Dong & Yang (ICLR 2020), Table 5, mean ± std over 500 runs searching on "
+            "12-epoch validation accuracy for 12,000 simulated seconds (about 100 architectures on "
+            "CIFAR-10); compare with the column at the same budget.",
         ]
     return "\n".join(text) + "\n"
 

@@ -39,7 +39,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import torch
@@ -48,7 +48,7 @@ from tqdm import tqdm
 import nas_env  # noqa: F401 - registers the envs
 from agents.base import AGENT_NAMES, Evaluation, make_agent
 from nas_env.errors import NASEnvError, check_choice
-from scripts._benchmark_report import plot_curves, summary_markdown, write_runs
+from scripts._benchmark_report import plot_curves, published_figures, summary_markdown, write_runs
 from scripts._cli import OneLineParser, add_dataclass_arguments, given_values
 from scripts.search import git_commit
 
@@ -72,7 +72,7 @@ class BenchmarkConfig:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Env constructor arguments, e.g. table_path=nb201.csv reward_metric=cifar10_valid_acc_12ep."""
     policies: str = "reinforce,evolution,random"
-    """Comma-separated search policies: reinforce, random, evolution, ppo, a2c, dqn, maskable_ppo."""
+    """Comma-separated search policies (see agents.AGENT_NAMES), or "all" for every registered one."""
     seeds: int = 3
     """Runs per policy, with seeds 0..N-1."""
     budget: int | None = None
@@ -111,7 +111,9 @@ class BenchmarkConfig:
 
     @property
     def policy_list(self) -> tuple[str, ...]:
-        """The policies, in the order given."""
+        """The policies, in the order given ("all": every registered policy, in registry order)."""
+        if self.policies.strip() == "all":
+            return AGENT_NAMES
         return tuple(p.strip() for p in self.policies.split(",") if p.strip())
 
     @property
@@ -303,11 +305,23 @@ def parse_config(argv: Sequence[str] | None) -> BenchmarkConfig:
     return BenchmarkConfig(**given_values(parser.parse_args(argv)))
 
 
-def check_env(config: BenchmarkConfig) -> tuple[str, float, float] | None:
-    """Build the env and every overridden agent once, so bad settings fail before any work.
+class EnvCheck(NamedTuple):
+    """What :func:`check_env` learnt about the env and the policies before any run."""
 
-    Returns:
-        For a table-backed env reporting ``test_accuracy``: the cell with the best search reward.
+    optimum: tuple[str, float, float] | None
+    """For a table-backed env reporting ``test_accuracy``: the cell with the best search reward,
+    its reward and its reported accuracy."""
+    report_metric: str | None
+    """The table column reported (selects the published figures), when there is one."""
+    skipped: dict[str, str]
+    """With ``--policies all``: the policies that cannot run with their defaults, and why."""
+
+
+def check_env(config: BenchmarkConfig) -> EnvCheck:
+    """Build the env and every agent once, so bad settings fail before any work.
+
+    With ``--policies all``, a policy that cannot be built with its defaults (e.g. a wrapper that
+    needs settings, or one whose optional dependency is missing) is skipped, not an error.
 
     Raises:
         UsageError: A bad env id, env argument, agent setting or an impossible time budget.
@@ -321,16 +335,21 @@ def check_env(config: BenchmarkConfig) -> tuple[str, float, float] | None:
                 f"{config.env_kwargs} does not report; use an NB201 table with "
                 "{dataset}_train_seconds_{epochs}ep columns, or --budget"
             )
+        skipped: dict[str, str] = {}
         for policy, overrides in config.overrides().items():
-            if overrides:
-                try:
-                    make_agent(policy, env, seed=0, **overrides)
-                except (TypeError, ValueError, NASEnvError) as exc:
-                    raise UsageError(f"--agent-kwargs for {policy}: {exc}") from exc
+            try:
+                make_agent(policy, env, seed=0, **overrides)
+            except (TypeError, ValueError, NASEnvError) as exc:
+                if config.policies.strip() == "all" and not overrides:
+                    skipped[policy] = str(exc)
+                    continue
+                what = f"--agent-kwargs for {policy}" if overrides else f"--policies {policy}"
+                raise UsageError(f"{what}: {exc}") from exc
         if config.report_key == "test_accuracy" and hasattr(evaluator, "best_cell"):
             arch, reward, report = evaluator.best_cell("reward")
-            return arch.to_str(), reward, report
-        return None
+            optimum = (arch.to_str(), reward, report)
+            return EnvCheck(optimum, getattr(evaluator, "report_metric", None), skipped)
+        return EnvCheck(None, None, skipped)
     finally:
         env.close()
 
@@ -339,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``nas-benchmark``; prints the summary table."""
     try:
         config = parse_config(argv)
-        optimum = check_env(config)
+        checked = check_env(config)
     except (UsageError, ValueError, NASEnvError) as exc:
         print(f"nas-benchmark: error: {exc}", file=sys.stderr)
         return 2
@@ -347,6 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / CONFIG).write_text(json.dumps({"benchmark": asdict(config), "commit": git_commit()}, indent=2))
     overrides = config.overrides()
+    policies = [p for p in config.policy_list if p not in checked.skipped]
     jobs = [
         Job(
             p,
@@ -358,7 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config.time_budget,
             config.report_key,
         )
-        for p in config.policy_list
+        for p in policies
         for s in range(config.seeds)
     ]
     workers = config.workers or min(len(jobs), mp.cpu_count())
@@ -368,15 +388,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         total=total, unit="s" if by_time else "arch", disable=not config.progress, desc="benchmark"
     ) as bar:
         results = run_all(jobs, min(workers, len(jobs)), bar)
-    runs: dict[str, list[list[dict[str, Any]]]] = {p: [] for p in config.policy_list}
-    wall: dict[str, list[float]] = {p: [] for p in config.policy_list}
+    runs: dict[str, list[list[dict[str, Any]]]] = {p: [] for p in policies}
+    wall: dict[str, list[float]] = {p: [] for p in policies}
     for job, (rows, seconds) in zip(jobs, results, strict=True):
         runs[job.policy].append(rows)
         wall[job.policy].append(seconds)
     write_runs(out / RUNS, [rows for rows, _ in results])
-    summary = summary_markdown(config, runs, wall, optimum)
+    published = published_figures(checked.report_metric)
+    summary = summary_markdown(config, runs, wall, checked.optimum, published, checked.skipped)
     (out / SUMMARY).write_text(summary)
-    plot_curves(out / CURVES, config, runs, optimum)
+    plot_curves(out / CURVES, config, runs, checked.optimum)
     print(summary)
     return 0
 

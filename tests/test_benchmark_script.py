@@ -156,3 +156,30 @@ def test_time_budget_needs_train_seconds(tmp_path: Path, capsys: pytest.CaptureF
     )
     assert main(args(str(path), tmp_path / "out", "--policies", "random", "--time-budget", "100")) == 2
     assert "--time-budget needs simulated training seconds" in capsys.readouterr().err
+
+
+def test_all_policies_with_published_figures(table: str, tmp_path: Path) -> None:
+    """``--policies all`` runs every registered policy that runs with its defaults, names the others,
+    and puts NB201's published figure beside random search, REA and NB201's REINFORCE."""
+    from agents import AGENT_NAMES
+
+    extra = ("--policies", "all", "--seeds", "1", "--budget", "12", "--workers", "1")
+    assert main(args(table, tmp_path, *extra)) == 0
+    summary = (tmp_path / "summary.md").read_text()
+    ran = {row["policy"] for row in read_rows(tmp_path / "runs.csv")}
+    assert {"random", "evolution", "reinforce_nb201", "local_search", "reinforce"} <= ran
+    for policy in AGENT_NAMES:
+        assert (f"| {policy} | " in summary) == (policy in ran)
+        assert (policy in ran) != (f"Skipped `{policy}`" in summary)
+    assert "| NB201 published |" in summary.splitlines()[4]
+    rows = {line.split(" | ")[0][2:]: line for line in summary.splitlines() if line.startswith("| ")}
+    assert rows["random"].endswith("| 93.70 ± 0.36 |") and rows["evolution"].endswith("| 93.92 ± 0.30 |")
+    assert rows["reinforce_nb201"].endswith("| 93.85 ± 0.37 |") and rows["local_search"].endswith("| - |")
+
+
+def test_no_published_figures_for_other_report_columns(table: str, tmp_path: Path) -> None:
+    extra = ("--policies", "random", "--seeds", "1", "--budget", "5", "--workers", "1")
+    argv = args(table, tmp_path, *extra)
+    argv.insert(4, "report_metric=cifar10_valid_acc_200ep")  # a second --env-kwargs entry
+    assert main(argv) == 0
+    assert "NB201 published" not in (tmp_path / "summary.md").read_text()
