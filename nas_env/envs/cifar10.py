@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from nas_env.envs.token_env import TokenNASEnv
+from nas_env.envs.token_env import TokenNASEnv, child_seed
+from nas_env.evaluators.base import Evaluator
+from nas_env.evaluators.shared import SHARED_STEP, SharedWeightEvaluator
 from nas_env.evaluators.training import CifarTrainingEvaluator
 from nas_env.rewards import get_reward
 from nas_env.search_spaces.cnn import CnnSearchSpace
 from nas_env.training.recipes import Fidelity
+from nas_env.training.shared import SharedRecipe
 
 
 class CifarNASEnv(TokenNASEnv):
@@ -30,6 +33,24 @@ class CifarNASEnv(TokenNASEnv):
 
     ``reward="paper"`` (default): the child's maximum validation accuracy over the last epochs
     (5 at the paper fidelity), cubed. ``reward="accuracy"``: that accuracy itself.
+
+    ## Weight sharing (ENAS)
+
+    ``weight_sharing=True`` scores children as Efficient NAS does (Pham et al., ICML 2018,
+    https://arxiv.org/abs/1802.03268): every child's layers are slices of one supernet over this
+    space (:mod:`nas_env.builders.supernet`). At an episode's end the child's accuracy on one
+    validation minibatch of ``valid_batch`` images with the shared weights is the accuracy the
+    reward transforms (``reward="paper"`` cubes it, ``"accuracy"`` keeps it); then the shared
+    weights take ``shared_steps`` SGD steps on training minibatches through that child (ENAS's
+    alternation, :mod:`nas_env.evaluators.shared`). ``fidelity`` is not used. The terminal
+    ``info`` also has ``weight_sharing=True`` and ``shared_step`` (the shared-weight steps taken
+    before the score); ``cached`` is always False: a score depends on the shared weights of its
+    moment, so every score is recorded in the results store with its ``shared_step`` and none is
+    ever served to a later episode. The shared weights persist across episodes and resets
+    (``reset(seed=...)`` does not re-create them: make a new env to start over); they are created
+    from the first seeded reset's seed, and :meth:`state_dict` / :meth:`load_state_dict` save and
+    restore them with their optimizer and minibatch streams (``nas-search`` puts them into its
+    checkpoints). Children are scored in this process (``backend="local"`` only).
 
     ## Arguments
 
@@ -51,6 +72,10 @@ class CifarNASEnv(TokenNASEnv):
     | render_mode      | str or None       | None      | "ansi" renders the tokens / architecture       |
     | backend          | str               | "local"   | where children train: "local", "pool", "ray"   |
     | backend_kwargs   | dict or None      | None      | backend arguments (see nas_env.backends)       |
+    | weight_sharing   | bool              | False     | score children with shared weights (ENAS)      |
+    | shared_steps     | int or None       | None (2)  | shared-weight steps per child (weight sharing) |
+    | valid_batch      | int or None       | None (128)| validation images per score (weight sharing)   |
+    | shared_kwargs    | dict or None      | None      | other ``SharedRecipe`` fields (lr, resolution) |
 
     ## Example
 
@@ -66,7 +91,7 @@ class CifarNASEnv(TokenNASEnv):
 
     ## Version History
 
-    * v0: Initial version.
+    * v0: Initial version; ``weight_sharing`` added later (off by default: nothing else changed).
     """
 
     def __init__(
@@ -87,8 +112,17 @@ class CifarNASEnv(TokenNASEnv):
         render_mode: str | None = None,
         backend: str = "local",
         backend_kwargs: dict[str, Any] | None = None,
+        weight_sharing: bool = False,
+        shared_steps: int | None = None,
+        valid_batch: int | None = None,
+        shared_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        """Build the space, evaluator and reward from flat keyword arguments (see the table)."""
+        """Build the space, evaluator and reward from flat keyword arguments (see the table).
+
+        Raises:
+            ValueError: A bad value, weight-sharing settings without ``weight_sharing=True``, or
+                weight sharing with another backend than ``"local"``; the message names it.
+        """
         space = CnnSearchSpace(
             num_layers=num_layers,
             max_layers=max_layers,
@@ -97,7 +131,27 @@ class CifarNASEnv(TokenNASEnv):
             pool_after=tuple(pool_after),
             filter_offset=filter_offset,
         )
-        evaluator = CifarTrainingEvaluator(fidelity, data_dir=data_dir, device=device, download=download)
+        given = {"shared_steps": shared_steps, "valid_batch": valid_batch, "shared_kwargs": shared_kwargs}
+        given = {k: v for k, v in given.items() if v is not None}
+        evaluator: Evaluator
+        if weight_sharing:
+            if backend != "local":
+                raise ValueError(
+                    f"weight_sharing=True needs backend='local', got backend={backend!r}: the shared "
+                    "weights live in this process"
+                )
+            settings = {k: v for k, v in given.items() if k != "shared_kwargs"}
+            recipe = SharedRecipe.from_kwargs(**(dict(shared_kwargs or {}) | settings))
+            evaluator = SharedWeightEvaluator(
+                space, recipe, data_dir=data_dir, device=device, download=download
+            )
+        else:
+            if given:
+                raise ValueError(
+                    f"{sorted(given)} only apply with weight_sharing=True "
+                    f"(got weight_sharing={weight_sharing!r})"
+                )
+            evaluator = CifarTrainingEvaluator(fidelity, data_dir=data_dir, device=device, download=download)
         super().__init__(
             space,
             evaluator,
@@ -108,3 +162,50 @@ class CifarNASEnv(TokenNASEnv):
             backend=backend,
             backend_kwargs=backend_kwargs,
         )
+
+    # ---- weight sharing -------------------------------------------------------------------------
+
+    @property
+    def weight_sharing(self) -> bool:
+        """Whether children are scored with shared weights (ENAS)."""
+        return isinstance(self.evaluator, SharedWeightEvaluator)
+
+    def evaluate_archs(self, archs: Sequence[Any]) -> Iterator[tuple[int, float, dict[str, Any]]]:
+        """Score architectures (see :meth:`TokenNASEnv.evaluate_archs`); weight sharing: in order, uncached.
+
+        With weight sharing each architecture is scored, then the shared weights are trained on it,
+        one after the other in the order given; every score is added to the results store (with
+        its ``shared_step``) and none is looked up.
+        """
+        if not isinstance(self.evaluator, SharedWeightEvaluator):
+            yield from super().evaluate_archs(archs)
+            return
+        root = self._root_seed or 0
+        self.evaluator.start(child_seed(root, "<shared weights>"))
+        for i, arch in enumerate(archs):
+            arch_str = arch.to_str()
+            result = self.evaluator.evaluate(arch, child_seed(root, arch_str))
+            reward, info = self._finish(arch_str, result, cached=False)
+            info["weight_sharing"] = True
+            info[SHARED_STEP] = int(result.metrics[SHARED_STEP])
+            yield i, reward, info
+
+    def state_dict(self) -> dict[str, Any]:
+        """Shared weights, optimizer and minibatch streams (empty without weight sharing or before a child).
+
+        Plain types and tensors: ``torch.save`` it, and load it with ``weights_only=True``.
+        """
+        return self.evaluator.state_dict() if isinstance(self.evaluator, SharedWeightEvaluator) else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`, so that the next child is scored as in the run that saved it.
+
+        Raises:
+            ValueError: Shared weights given to an env without weight sharing, or saved with
+                other weight-sharing settings.
+        """
+        if not state:
+            return
+        if not isinstance(self.evaluator, SharedWeightEvaluator):
+            raise ValueError("this state holds shared weights; make the env with weight_sharing=True")
+        self.evaluator.load_state_dict(state)
