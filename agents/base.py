@@ -176,22 +176,46 @@ class SearchAgent(ABC):
         """Restore what :meth:`state_dict` returned."""
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write :meth:`state_dict` to ``path`` atomically (a kill leaves the previous checkpoint)."""
+        """Write :meth:`state_dict` to ``path`` atomically (a kill leaves the previous checkpoint).
+
+        An env with state of its own (``env.unwrapped.state_dict()``, e.g. the shared weights of
+        ``weight_sharing=True``) is saved in the same file, so agent and env always match.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.state_dict(), tmp)
+        state = self.state_dict()
+        holder = _env_state_holder(self.env)
+        env_state = holder.state_dict() if holder is not None else None
+        if env_state:
+            state["env_state"] = env_state
+        torch.save(state, tmp)
         os.replace(tmp, path)
 
     def load(self, path: str | os.PathLike[str]) -> None:
         """Restore a checkpoint written by :meth:`save` (loaded with ``weights_only=True``)."""
-        self.load_state_dict(torch.load(path, weights_only=True))
+        state = torch.load(path, weights_only=True)
+        env_state = state.pop("env_state", None)
+        if env_state is not None:
+            holder = _env_state_holder(self.env)
+            if holder is None:
+                raise ValueError(f"{path} holds env state (shared weights) but this env cannot take it")
+            holder.load_state_dict(env_state)
+        self.load_state_dict(state)
 
     def _history_state(self) -> list[tuple[int, str, float, dict[str, Any]]]:
         return [e.to_state() for e in self.history]
 
     def _load_history(self, state: Sequence[Sequence[Any]]) -> None:
         self.history = [Evaluation.from_state(s) for s in state]
+
+
+def _env_state_holder(env: AnyEnv) -> Any:
+    """The (unwrapped) env when it has ``state_dict``/``load_state_dict`` (shared weights); else None."""
+    if isinstance(env, gym.vector.VectorEnv):
+        return None
+    inner = env.unwrapped
+    return inner if hasattr(inner, "state_dict") and hasattr(inner, "load_state_dict") else None
 
 
 _DROPPED_INFO = frozenset({"action_mask", "episode", "terminal_observation", "TimeLimit.truncated"})
