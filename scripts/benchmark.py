@@ -85,6 +85,13 @@ class BenchmarkConfig:
     """The info key reported in summary.md and curves.png; never a search signal."""
     agent_kwargs: dict[str, Any] = field(default_factory=dict)
     """Policy settings as POLICY.KEY=VALUE, e.g. reinforce.batch_size=16 (default: each policy's defaults)."""
+    promote: str = ""
+    """Successive halving around every policy: fidelities to promote to, cheapest first (on NB201's
+    table a column, e.g. cifar10_valid_acc_200ep; trained envs a preset). Policies become POLICY+sh."""
+    promote_eta: int = 3
+    """Successive halving: keep the best 1/eta at each fidelity."""
+    promote_bracket: int = 9
+    """Successive halving: evaluations at the env's own fidelity between promotions."""
     workers: int = 0
     """Parallel processes; 0: one per CPU core (at most one per run); 1: all runs in this process."""
     progress: bool = True
@@ -115,6 +122,13 @@ class BenchmarkConfig:
         if self.policies.strip() == "all":
             return AGENT_NAMES
         return tuple(p.strip() for p in self.policies.split(",") if p.strip())
+
+    def promotion(self) -> dict[str, Any] | None:
+        """The successive-halving settings of ``--promote*``, or None without ``--promote``."""
+        if not self.promote:
+            return None
+        rungs = tuple(r.strip() for r in self.promote.split(",") if r.strip())
+        return {"rungs": rungs, "eta": self.promote_eta, "bracket": self.promote_bracket}
 
     @property
     def max_evaluations(self) -> int:
@@ -169,6 +183,13 @@ class Job:
     max_evaluations: int
     time_budget: float | None
     report_key: str
+    promote: dict[str, Any] | None = None
+    """Successive-halving settings (rungs, eta, bracket) wrapping the policy, or None."""
+
+    @property
+    def label(self) -> str:
+        """The policy's name in the outputs (``POLICY+sh`` with successive halving)."""
+        return f"{self.policy}+sh" if self.promote else self.policy
 
 
 class _BudgetSpent(Exception):
@@ -191,9 +212,15 @@ def run_job(job: Job, progress: Callable[[float], None] | None = None) -> tuple[
     start = time.perf_counter()
     torch.set_num_threads(1)  # runs go in parallel; one thread each is also deterministic
     env = make_env(job.env, job.env_kwargs)
-    agent = make_agent(job.policy, env, seed=job.seed, **job.overrides)
+    if job.promote:
+        agent = make_agent(
+            "halving", env, seed=job.seed, base=job.policy, base_kwargs=job.overrides, **job.promote
+        )
+    else:
+        agent = make_agent(job.policy, env, seed=job.seed, **job.overrides)
     rows: list[dict[str, Any]] = []
     report, best_report = job.report_key, f"best_{job.report_key}"
+    best_key: list[tuple[float, ...]] = []  # the best so far by the agent's own ranking (rungs first)
 
     def record(evaluation: Evaluation) -> None:
         seconds = float(evaluation.info.get("train_seconds", 0.0))
@@ -201,9 +228,12 @@ def run_job(job: Job, progress: Callable[[float], None] | None = None) -> tuple[
         if job.time_budget is not None and total > job.time_budget:
             raise _BudgetSpent
         value = float(evaluation.info.get(report, math.nan))
-        improved = not rows or evaluation.reward > rows[-1]["best_reward"]
+        key = agent.rank_key(evaluation)
+        improved = not best_key or key > best_key[0]
+        if improved:
+            best_key[:] = [key]
         row = {
-            "policy": job.policy,
+            "policy": job.label,
             "seed": job.seed,
             "index": evaluation.index,
             "arch": evaluation.arch,
@@ -223,6 +253,7 @@ def run_job(job: Job, progress: Callable[[float], None] | None = None) -> tuple[
     except _BudgetSpent:
         pass
     finally:
+        agent.close()
         env.close()
     return rows[: job.max_evaluations], time.perf_counter() - start
 
@@ -311,8 +342,10 @@ class EnvCheck(NamedTuple):
     optimum: tuple[str, float, float] | None
     """For a table-backed env reporting ``test_accuracy``: the cell with the best search reward,
     its reward and its reported accuracy."""
+    reward_metric: str | None
+    """The table column searched on, when there is one."""
     report_metric: str | None
-    """The table column reported (selects the published figures), when there is one."""
+    """The table column reported, when there is one (with ``reward_metric``: published figures)."""
     skipped: dict[str, str]
     """With ``--policies all``: the policies that cannot run with their defaults, and why."""
 
@@ -336,9 +369,13 @@ def check_env(config: BenchmarkConfig) -> EnvCheck:
                 "{dataset}_train_seconds_{epochs}ep columns, or --budget"
             )
         skipped: dict[str, str] = {}
+        promotion = config.promotion()
         for policy, overrides in config.overrides().items():
             try:
-                make_agent(policy, env, seed=0, **overrides)
+                if promotion:
+                    make_agent("halving", env, base=policy, base_kwargs=overrides, **promotion).close()
+                else:
+                    make_agent(policy, env, seed=0, **overrides)
             except (TypeError, ValueError, NASEnvError) as exc:
                 if config.policies.strip() == "all" and not overrides:
                     skipped[policy] = str(exc)
@@ -348,8 +385,9 @@ def check_env(config: BenchmarkConfig) -> EnvCheck:
         if config.report_key == "test_accuracy" and hasattr(evaluator, "best_cell"):
             arch, reward, report = evaluator.best_cell("reward")
             optimum = (arch.to_str(), reward, report)
-            return EnvCheck(optimum, getattr(evaluator, "report_metric", None), skipped)
-        return EnvCheck(None, None, skipped)
+            metrics = getattr(evaluator, "reward_metric", None), getattr(evaluator, "report_metric", None)
+            return EnvCheck(optimum, *metrics, skipped)
+        return EnvCheck(None, None, None, skipped)
     finally:
         env.close()
 
@@ -377,10 +415,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             config.max_evaluations,
             config.time_budget,
             config.report_key,
+            config.promotion(),
         )
         for p in policies
         for s in range(config.seeds)
     ]
+    labels = list(dict.fromkeys(job.label for job in jobs))
     workers = config.workers or min(len(jobs), mp.cpu_count())
     by_time = config.time_budget is not None
     total = len(jobs) * (config.time_budget if config.time_budget is not None else config.max_evaluations)
@@ -388,13 +428,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         total=total, unit="s" if by_time else "arch", disable=not config.progress, desc="benchmark"
     ) as bar:
         results = run_all(jobs, min(workers, len(jobs)), bar)
-    runs: dict[str, list[list[dict[str, Any]]]] = {p: [] for p in policies}
-    wall: dict[str, list[float]] = {p: [] for p in policies}
+    runs: dict[str, list[list[dict[str, Any]]]] = {label: [] for label in labels}
+    wall: dict[str, list[float]] = {label: [] for label in labels}
     for job, (rows, seconds) in zip(jobs, results, strict=True):
-        runs[job.policy].append(rows)
-        wall[job.policy].append(seconds)
+        runs[job.label].append(rows)
+        wall[job.label].append(seconds)
     write_runs(out / RUNS, [rows for rows, _ in results])
-    published = published_figures(checked.report_metric)
+    published = published_figures(checked.reward_metric, checked.report_metric)
     summary = summary_markdown(config, runs, wall, checked.optimum, published, checked.skipped)
     (out / SUMMARY).write_text(summary)
     plot_curves(out / CURVES, config, runs, checked.optimum)

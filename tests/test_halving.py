@@ -199,3 +199,22 @@ def test_bad_rung_and_env_errors(table: str, tmp_path: Path, capsys: pytest.Capt
                         "--promote", "high", "--replicas", "2"])  # fmt: skip
     assert code == 2 and "--promote runs one env" in capsys.readouterr().err
     assert HalvingConfig(rungs=("a", "b"), eta=2, bracket=8).promotions() == [4, 2]
+
+
+def test_nas_benchmark_promote_wraps_every_policy(table: str, tmp_path: Path) -> None:
+    """``nas-benchmark --promote``: runs labelled POLICY+sh, the best-so-far ranked by rung first."""
+    from scripts.benchmark import main as benchmark
+
+    out = tmp_path / "bench"
+    argv = ["--env", "NAS-Bench-201-v0", "--env-kwargs", f"table_path={table}", "--seeds", "2",
+            "--policies", "random,evolution", "--budget", "24", "--promote", "cifar10_valid_acc_200ep",
+            "--workers", "1", "--no-progress", "--out", str(out)]  # fmt: skip
+    assert benchmark(argv) == 0
+    rows = list(csv.DictReader((out / "runs.csv").open()))
+    assert {r["policy"] for r in rows} == {"random+sh", "evolution+sh"} and len(rows) == 2 * 2 * 24
+    for policy in ("random+sh", "evolution+sh"):
+        run = [r for r in rows if r["policy"] == policy and r["seed"] == "0"]
+        promoted = [float(r["reward"]) for r in run[9:12] + run[21:24]]
+        assert float(run[-1]["best_reward"]) == max(promoted)
+        assert float(run[11]["best_reward"]) == max(promoted[:3])  # a promoted score replaces rung 0's
+    assert "random+sh" in (out / "summary.md").read_text()
