@@ -44,9 +44,20 @@ RS, REINFORCE and REA searching on 12-epoch validation accuracy with a 12,000 s 
 (about 100 architectures on CIFAR-10), per report column; keyed by this package's policy names."""
 
 
-def published_figures(report_metric: str | None) -> dict[str, tuple[float, float]] | None:
-    """The published figures for a report column (see :data:`NB201_PUBLISHED`), or None."""
-    return NB201_PUBLISHED.get(report_metric or "")
+def published_figures(
+    reward_metric: str | None, report_metric: str | None
+) -> dict[str, tuple[float, float]] | None:
+    """NB201's figures (see :data:`NB201_PUBLISHED`) when the run is set up as NB201's, else None.
+
+    NB201 searched on the 12-epoch validation column and reported the 200-epoch test column of
+    the same dataset; any other pair of columns is a different experiment.
+    """
+    figures = NB201_PUBLISHED.get(report_metric or "")
+    if figures is None or reward_metric != (report_metric or "").replace(
+        "_test_acc_200ep", "_valid_acc_12ep"
+    ):
+        return None
+    return figures
 
 
 def write_runs(path: Path, runs: Sequence[list[dict[str, Any]]]) -> None:

@@ -177,9 +177,23 @@ def test_all_policies_with_published_figures(table: str, tmp_path: Path) -> None
     assert rows["reinforce_nb201"].endswith("| 93.85 ± 0.37 |") and rows["local_search"].endswith("| - |")
 
 
-def test_no_published_figures_for_other_report_columns(table: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("setting", "published"),
+    [
+        ("report_metric=cifar10_valid_acc_200ep", None),
+        ("reward_metric=cifar10_test_acc_12ep", None),  # NB201 searched on 12-epoch validation
+        ("reward_metric=cifar100_valid_acc_12ep", None),  # reported on another dataset
+        ("report_metric=cifar100_test_acc_200ep", None),
+        ("reward_metric=cifar100_valid_acc_12ep report_metric=cifar100_test_acc_200ep", "71.04 ± 1.07"),
+    ],
+)
+def test_published_figures_only_for_nb201s_own_setting(
+    table: str, tmp_path: Path, setting, published
+) -> None:
     extra = ("--policies", "random", "--seeds", "1", "--budget", "5", "--workers", "1")
     argv = args(table, tmp_path, *extra)
-    argv.insert(4, "report_metric=cifar10_valid_acc_200ep")  # a second --env-kwargs entry
+    argv[4:4] = setting.split()  # more --env-kwargs entries
     assert main(argv) == 0
-    assert "NB201 published" not in (tmp_path / "summary.md").read_text()
+    summary = (tmp_path / "summary.md").read_text()
+    assert ("NB201 published" in summary) == (published is not None)
+    assert published is None or f"| {published} |" in summary
