@@ -24,11 +24,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 
 from agents.base import AGENTS, AnyEnv, Evaluation, SearchAgent, TokenRunner, check_overrides, make_agent
+from nas_env.envs.token_env import TokenNASEnv
 from nas_env.errors import check_choice
 
 
@@ -93,11 +94,9 @@ class SuccessiveHalvingAgent(SearchAgent):
                 "successive halving needs a single env made with gym.make (it remakes it per rung)"
             )
         self.base = make_agent(self.config.base, env, seed=seed, **self.config.base_kwargs)
-        spec = env.spec
+        spec, inner = env.spec, cast(TokenNASEnv, env.unwrapped)
         self._runners = {  # made now, so that a bad fidelity fails before any evaluation
-            rung: TokenRunner(
-                gym.make(spec.id, **{**spec.kwargs, **env.unwrapped.fidelity_kwargs(name)}), seed
-            )  # type: ignore[attr-defined]
+            rung: TokenRunner(gym.make(spec.id, **{**spec.kwargs, **inner.fidelity_kwargs(name)}), seed)
             for rung, name in enumerate(self.config.rungs, 1)
         }
         self.bracket: list[list[tuple[str, float]]] = [[] for _ in range(len(self.config.rungs) + 1)]
