@@ -4,12 +4,21 @@ Fast by construction: images stay in memory as uint8 tensors; cropping, flipping
 normalisation run batched in torch (no per-image Python); the model runs channels_last; scoring
 uses ``torch.inference_mode``; on CUDA the data lives on the device and ``precision="bf16"``
 autocasts (on CPU, bf16 uses AMX where present).
+
+On CUDA, :class:`CudaTuning` adds what only pays there: a fused optimizer step, cuDNN autotuning
+and larger scoring batches. The training loop never waits for the device inside an epoch (the
+loss is summed on the device and read once per epoch; scoring counts correct answers on the
+device and reads them once). CPU training ignores :class:`CudaTuning` and is unchanged.
+CUDA graphs and ``torch.compile`` are not used: every child is a new network, so each would
+compile (tens of seconds) for a child that trains in about a minute.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -79,7 +88,50 @@ class BatchAugment:
 
 
 EVAL_BATCH = 1000
-"""Images per scoring batch (no gradients: large batches amortise per-op overhead)."""
+"""Images per scoring batch on CPU (no gradients: large batches amortise per-op overhead)."""
+
+
+@dataclass(frozen=True)
+class CudaTuning:
+    """Speed settings used only when a child trains on CUDA; CPU training ignores them.
+
+    None changes the recipe (:class:`~nas_env.training.recipes.Fidelity`), so results keep their
+    cache keys. On CUDA a seed gives the same child only up to the last bits of floating point
+    unless ``deterministic=True``: cuDNN's default convolution algorithms (also before these
+    settings) may accumulate in a different order from run to run.
+    """
+
+    fused_optimizer: bool = True
+    """SGD updates every parameter in one fused kernel (a handful of kernels per step otherwise)."""
+    cudnn_benchmark: bool = True
+    """cuDNN times its convolution algorithms once per shape and keeps the fastest."""
+    deterministic: bool = False
+    """Deterministic cuDNN algorithms only and no autotuning: same seed, same bits; slower."""
+    eval_batch: int = 5000
+    """Images per scoring batch (the whole 5k validation split in one pass)."""
+
+    def __post_init__(self) -> None:
+        """Validate ``eval_batch``."""
+        if isinstance(self.eval_batch, bool) or not isinstance(self.eval_batch, int) or self.eval_batch < 1:
+            raise ValueError(f"CudaTuning.eval_batch={self.eval_batch!r} must be a positive integer")
+
+    @contextmanager
+    def backend_flags(self) -> Iterator[None]:
+        """Set cuDNN's autotuning and determinism for one child; the caller's flags come back after."""
+        cudnn = torch.backends.cudnn
+        saved = cudnn.benchmark, cudnn.deterministic
+        cudnn.benchmark = self.cudnn_benchmark and not self.deterministic
+        cudnn.deterministic = self.deterministic
+        try:
+            yield
+        finally:
+            cudnn.benchmark, cudnn.deterministic = saved
+
+
+CUDA_TUNING = CudaTuning()
+"""The default: fused SGD, cuDNN autotuning, 5k-image scoring batches."""
+LANDED_CUDA = CudaTuning(fused_optimizer=False, cudnn_benchmark=False, eval_batch=EVAL_BATCH)
+"""The CUDA step as it was before :class:`CudaTuning` (``benchmarks/bench_gpu.py`` compares)."""
 
 
 def _autocast(device: torch.device, precision: str) -> torch.autocast:
@@ -93,13 +145,13 @@ def evaluate_accuracy(
     """Top-1 accuracy of ``model`` on uint8 images ``x`` with labels ``y``."""
     model.eval()
     device = next(model.parameters()).device
-    correct = 0
+    correct = torch.zeros((), dtype=torch.int64, device=device)  # read once: no sync per batch
     for start in range(0, len(x), batch_size):
         xb = prep(x[start : start + batch_size].to(device, non_blocking=True), None)
         with _autocast(device, precision):
             logits = model(xb)
-        correct += int((logits.argmax(1) == y[start : start + batch_size].to(device)).sum())
-    return correct / len(x)
+        correct += (logits.argmax(1) == y[start : start + batch_size].to(device)).sum()
+    return int(correct) / len(x)
 
 
 def train_child(
@@ -109,6 +161,7 @@ def train_child(
     seed: int,
     device: torch.device | str = "cpu",
     with_test: bool = False,
+    cuda_tuning: CudaTuning = CUDA_TUNING,
 ) -> TrainReport:
     """Train ``model`` on the first ``fidelity.train_images`` training images and score it.
 
@@ -126,14 +179,30 @@ def train_child(
         seed: Seeds the minibatch order and the augmentation.
         device: Where to train.
         with_test: Also score the test set after training (retraining only).
+        cuda_tuning: Speed settings used when ``device`` is CUDA (ignored on CPU).
 
     Raises:
         FloatingPointError: The training loss became NaN or infinite.
     """
     device = torch.device(device)
-    fidelity = fidelity.resolved(device)
+    tuning = cuda_tuning if device.type == "cuda" else None
+    with tuning.backend_flags() if tuning is not None else nullcontext():
+        return _train(model, data, fidelity.resolved(device), seed, device, with_test, tuning)
+
+
+def _train(
+    model: nn.Module,
+    data: CifarSplits,
+    fidelity: Fidelity,
+    seed: int,
+    device: torch.device,
+    with_test: bool,
+    tuning: CudaTuning | None,
+) -> TrainReport:
+    """The body of :func:`train_child`; ``tuning`` is ``None`` off CUDA (CPU: the landed loop)."""
     start = time.perf_counter()
     model = model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+    eval_batch = EVAL_BATCH if tuning is None else tuning.eval_batch
     res = fidelity.resolution
     train_x = downsample(data.train_x[: fidelity.train_images].to(device), res)
     train_y = data.train_y[: fidelity.train_images].to(device)
@@ -147,6 +216,7 @@ def train_child(
         momentum=fidelity.momentum,
         weight_decay=fidelity.weight_decay,
         nesterov=fidelity.momentum > 0,
+        fused=True if tuning is not None and tuning.fused_optimizer else None,
     )
     n = len(train_x)
     steps_per_epoch = math.ceil(n / fidelity.batch_size)
@@ -175,14 +245,14 @@ def train_child(
             raise FloatingPointError(f"training loss is {report.train_loss} after epoch {epoch}")
         if epoch >= fidelity.epochs - fidelity.reward_epochs:
             report.val_accuracies.append(
-                evaluate_accuracy(model, valid_x, valid_y, prep, EVAL_BATCH, fidelity.precision)
+                evaluate_accuracy(model, valid_x, valid_y, prep, eval_batch, fidelity.precision)
             )
     if with_test:
         if data.test_x is None or data.test_y is None:
             raise ValueError("with_test=True needs CIFAR-10 loaded with its test set")
         test_x = downsample(data.test_x.to(device), res)
         report.test_accuracy = evaluate_accuracy(
-            model, test_x, data.test_y.to(device), prep, EVAL_BATCH, fidelity.precision
+            model, test_x, data.test_y.to(device), prep, eval_batch, fidelity.precision
         )
     report.seconds = time.perf_counter() - start
     return report
