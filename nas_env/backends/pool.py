@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+import torch
+
 from nas_env.backends.base import Backend, _Request
+from nas_env.backends.devices import (
+    DeviceSpec,
+    check_memory_per_child,
+    default_children_per_device,
+    pin_to_device,
+    resolve_devices,
+)
 from nas_env.backends.threads import available_cpus, limit_threads, threads_per_worker
 from nas_env.errors import check_choice, check_range
 from nas_env.evaluators.base import Evaluator
@@ -17,9 +27,14 @@ _evaluator: Evaluator | None = None
 """The evaluator of this worker process, set once by :func:`_init_worker`."""
 
 
-def _init_worker(evaluator: Evaluator, num_threads: int) -> None:
+def _init_worker(
+    evaluator: Evaluator, num_threads: int, slots: Any = None, memory_per_child_gb: float | None = None
+) -> None:
+    """Set this worker's threads and, with device slots, take one slot and pin to its device."""
     global _evaluator
     limit_threads(num_threads)
+    if slots is not None:
+        pin_to_device(evaluator, torch.device(slots.get(timeout=120)), memory_per_child_gb)
     _evaluator = evaluator
 
 
@@ -36,16 +51,34 @@ class PoolBackend(Backend):
     that worker trains. Workers start with ``spawn`` by default: forking a process whose OpenMP
     thread pool has run can deadlock the child.
 
+    **Several children per device.** With ``devices`` and/or ``children_per_device`` the pool
+    starts ``children_per_device`` workers for each device, each pinned to its device (the
+    evaluator's ``device`` is replaced in the worker by ``"cuda:1"``...), so that one GPU trains
+    several children at once: small children leave a GPU mostly idle (see
+    :mod:`nas_env.backends.devices`). On CPU, ``devices=["cpu"]`` runs the same path with the
+    cores divided between the ``children_per_device`` workers.
+
     A worker that dies (killed, out of memory) breaks the whole pool in Python's
     ``ProcessPoolExecutor``: the pool is rebuilt and every child that was running in it is started
     again, each such loss counting as one attempt of that child.
 
     Args:
         evaluator: What scores an architecture (must pickle).
-        num_workers: Worker processes; defaults to the cores available.
+        num_workers: Worker processes; defaults to the cores available (to ``len(devices) *
+            children_per_device`` with devices; giving both is an error).
         num_threads: Torch threads per worker; defaults to ``cores // num_workers``.
         start_method: ``"spawn"``, ``"forkserver"`` or ``"fork"``.
         max_retries: Restarts of a child whose worker died before it fails.
+        devices: Devices to train on, of the evaluator's device type (``["cuda:0", "cuda:1"]``,
+            ``["cpu"]``); ``None`` with ``children_per_device``: every such device.
+        children_per_device: Children trained at once on each device; ``None`` with ``devices``:
+            one per core on CPU, on GPUs :func:`~nas_env.backends.devices.default_children_per_device`.
+        memory_per_child_gb: GiB of GPU memory each worker may use (CUDA only; also sets the
+            default ``children_per_device``).
+
+    Raises:
+        ValueError: A bad worker count, thread count, start method or device setting (the
+            message names the allowed values).
     """
 
     name = "pool"
@@ -57,8 +90,16 @@ class PoolBackend(Backend):
         num_threads: int | None = None,
         start_method: str = "spawn",
         max_retries: int = 2,
+        devices: Sequence[DeviceSpec] | None = None,
+        children_per_device: int | None = None,
+        memory_per_child_gb: float | None = None,
     ) -> None:
         super().__init__(evaluator, max_retries)
+        self.devices: list[torch.device] | None = None
+        self.children_per_device: int | None = None
+        self.memory_per_child_gb = memory_per_child_gb
+        if devices is not None or children_per_device is not None or memory_per_child_gb is not None:
+            num_workers = self._plan_devices(num_workers, devices, children_per_device)
         self.num_workers = available_cpus() if num_workers is None else num_workers
         check_range("num_workers", self.num_workers, 1, 4096)
         self.num_threads = threads_per_worker(self.num_workers) if num_threads is None else num_threads
@@ -69,13 +110,37 @@ class PoolBackend(Backend):
         self._generation = 0
         self._futures: dict[Future[EvalResult], tuple[int, int]] = {}
 
+    def _plan_devices(
+        self, num_workers: int | None, devices: Sequence[DeviceSpec] | None, children_per_device: int | None
+    ) -> int:
+        """Check the device settings and return the worker count they imply."""
+        if num_workers is not None:
+            raise ValueError(
+                f"num_workers={num_workers!r} cannot be combined with devices / children_per_device / "
+                "memory_per_child_gb: the workers are len(devices) * children_per_device"
+            )
+        self.devices = resolve_devices(devices, getattr(self.evaluator, "device", "cpu"))
+        check_memory_per_child(self.memory_per_child_gb, self.devices)
+        if children_per_device is None:
+            children_per_device = default_children_per_device(self.devices, self.memory_per_child_gb)
+        check_range("children_per_device", children_per_device, 1, 256)
+        self.children_per_device = children_per_device
+        return len(self.devices) * children_per_device
+
     def _pool(self) -> ProcessPoolExecutor:
         if self._executor is None:
+            context = mp.get_context(self.start_method)
+            slots = None
+            if self.devices is not None:  # one slot per worker, taken by the worker as it starts
+                slots = context.Queue()
+                for _ in range(self.children_per_device or 1):
+                    for device in self.devices:
+                        slots.put(str(device))
             self._executor = ProcessPoolExecutor(
                 self.num_workers,
-                mp_context=mp.get_context(self.start_method),
+                mp_context=context,
                 initializer=_init_worker,
-                initargs=(self.evaluator, self.num_threads),
+                initargs=(self.evaluator, self.num_threads, slots, self.memory_per_child_gb),
             )
             self._generation += 1
         return self._executor

@@ -16,7 +16,7 @@ from nas_env.architecture import CnnArchitecture
 from nas_env.builders.cnn import build_cnn, count_parameters
 from nas_env.data.cifar import SPLIT_SEED, CifarSplits, load_cifar10
 from nas_env.evaluators.base import Evaluator
-from nas_env.training.cifar import measure_seconds_per_child, train_child
+from nas_env.training.cifar import CUDA_TUNING, CudaTuning, measure_seconds_per_child, train_child
 from nas_env.training.recipes import Fidelity, get_fidelity
 from nas_env.type_aliases import EvalResult, Metric
 
@@ -42,7 +42,13 @@ class CifarTrainingEvaluator(Evaluator):
         data_dir: Root holding ``cifar-10-batches-py/``; defaults to ``$NAS_ENV_DATA``.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...
         download: Download CIFAR-10 (md5-checked) when it is not found.
+        deterministic: On CUDA, deterministic cuDNN algorithms and no autotuning, so that a seed
+            gives the same bits every run (slower; see :class:`~nas_env.training.cifar.CudaTuning`).
+            CPU training is deterministic either way.
     """
+
+    cuda_tuning: CudaTuning = CUDA_TUNING
+    """CUDA-only speed settings (class default: evaluators pickled before it existed load with it)."""
 
     metric_names: tuple[str, ...] = (
         Metric.VAL_ACCURACY.value,
@@ -56,9 +62,12 @@ class CifarTrainingEvaluator(Evaluator):
         data_dir: str | os.PathLike[str] | None = None,
         device: str | torch.device = "auto",
         download: bool = True,
+        deterministic: bool = False,
     ) -> None:
         """Resolve the fidelity; the data is loaded on the first evaluation."""
         self.device = resolve_device(device)
+        if deterministic:
+            self.cuda_tuning = CudaTuning(deterministic=True)
         self.fidelity = get_fidelity(fidelity).resolved(self.device)
         self.data_dir = data_dir
         self.download = download
@@ -121,7 +130,8 @@ class CifarTrainingEvaluator(Evaluator):
         num_params = count_parameters(model)
         start = time.perf_counter()
         try:
-            report = train_child(model, data, self.fidelity, seed, self.device, with_test=with_test)
+            tuning = self.cuda_tuning
+            report = train_child(model, data, self.fidelity, seed, self.device, with_test, tuning)
         except (FloatingPointError, RuntimeError) as exc:  # NaN loss, out of memory
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
