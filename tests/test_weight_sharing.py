@@ -42,6 +42,16 @@ WS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: these tiny tensors gain nothing from two, and on a loaded machine OpenMP's
+    waiting made each shared-weight step 25x slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def make_env(**overrides) -> gym.Env:
     return gym.make("NAS-CIFAR10-v0", **{**WS, **overrides})
 
@@ -192,6 +202,7 @@ def test_nas_search_resumes_after_sigkill_exactly(data_dir: Path, tmp_path: Path
     proc = subprocess.Popen(
         [sys.executable, "-m", "scripts.search", *argv, "--out", str(killed)],
         cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},  # as this process: equal float sums, equal argmaxes
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
