@@ -41,20 +41,11 @@ from nas_env.evaluators.training import CifarTrainingEvaluator
 from nas_env.search_spaces.cnn import CnnSearchSpace
 from nas_env.search_spaces.nb201 import NUM_CELLS, NB201Architecture
 from nas_env.store import ResultsStore
-from nas_env.training.recipes import FIDELITIES, Fidelity
+from nas_env.training.recipes import FIDELITIES
 
 TARGET = "cifar10_test_acc_200ep"
 SIGNAL = "cifar10_valid_acc_12ep"
-CNN_REFERENCE = Fidelity(
-    epochs=3,
-    train_images=10_000,
-    valid_images=5_000,
-    batch_size=128,
-    lr=0.1,
-    lr_schedule="cosine",
-    reward_epochs=1,
-    precision="auto",
-)
+CNN_REFERENCE = FIDELITIES["proxy"].replace(resolution=32)
 """The CNN reference: the proxy's 10k images x 3 epochs at full 32x32 resolution (4x the proxy's
 pixels), all 5,000 validation images, bf16 on AMX CPUs: ~2.5 min per child on one CPU core. It
 checks what the 16x16 downsampling costs in ranking; a longer reference (10k x 10 epochs, the

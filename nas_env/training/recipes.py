@@ -133,16 +133,7 @@ FIDELITIES: dict[str, Fidelity] = {
 
 NB201_FIDELITIES: dict[str, Fidelity] = {
     "paper": FIDELITIES["paper"],
-    "proxy": Fidelity(
-        epochs=6,
-        train_images=10_000,
-        valid_images=5_000,
-        batch_size=128,
-        lr=0.1,
-        lr_schedule="cosine",
-        reward_epochs=1,
-        precision="auto",
-    ),
+    "proxy": FIDELITIES["proxy"].replace(epochs=6, resolution=32),
     "smoke": FIDELITIES["smoke"],
 }
 """The presets of NAS-Bench-201's trained mode (its ``proxy`` trains a reduced network, see
