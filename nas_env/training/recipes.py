@@ -3,8 +3,10 @@
 ``paper`` is the paper's recipe (section 4.1): 50 epochs on the full 45k split, SGD with Nesterov
 momentum 0.9, learning rate 0.1, weight decay 1e-4, random crop and horizontal flip, per-channel
 normalisation; the reward uses the maximum validation accuracy over the last 5 epochs. ``proxy``
-keeps the recipe but trains on a fixed subset for a few epochs so that a 6-layer child takes about
-30 s on 2 CPU cores; ``smoke`` takes seconds and only checks that everything runs.
+trains 10,000 images for 3 epochs at 16x16 (bf16 on AMX CPUs) and scores all 5,000 validation
+images: ~31 s per random 6-layer child on 2 idle CPU cores, Kendall tau 0.79 seed to seed on 12
+random children (the previous proxy: 0.17). ``smoke`` takes a second and only checks that
+everything runs (tau about 0). Every figure: ``docs/fidelity.md``, ``benchmarks/bench_fidelity.py``.
 """
 
 from __future__ import annotations
@@ -129,7 +131,11 @@ FIDELITIES: dict[str, Fidelity] = {
     ),
     "smoke": Fidelity(epochs=1, train_images=128, valid_images=128, batch_size=64, lr=0.05, reward_epochs=1),
 }
-"""Named presets accepted wherever a fidelity is (``fidelity="proxy"``)."""
+"""Named presets accepted wherever a fidelity is (``fidelity="proxy"``).
+
+Measured (``benchmarks/bench_fidelity.py``, 12 random 6-layer children of seed 0): ``proxy`` tau 0.79
+between two training seeds, 0.73 / 0.58 against the same recipe at 32x32, 31 s per child on 2 idle
+cores; ``smoke`` tau -0.07 (noise)."""
 
 NB201_FIDELITIES: dict[str, Fidelity] = {
     "paper": FIDELITIES["paper"],
@@ -137,7 +143,11 @@ NB201_FIDELITIES: dict[str, Fidelity] = {
     "smoke": FIDELITIES["smoke"],
 }
 """The presets of NAS-Bench-201's trained mode (its ``proxy`` trains a reduced network, see
-:data:`nas_env.evaluators.nb201_training.NB201_NETWORKS`)."""
+:data:`nas_env.evaluators.nb201_training.NB201_NETWORKS`).
+
+Measured on 24 cells drawn uniformly (seed 0): ``proxy`` Kendall tau 0.67 against the table's
+200-epoch test accuracy (NB201's own 12-epoch validation column: 0.71), 49 s per cell on 2 idle
+CPU cores; ``smoke`` 0.02."""
 
 
 def get_fidelity(fidelity: str | Fidelity) -> Fidelity:
