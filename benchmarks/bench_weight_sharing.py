@@ -37,20 +37,10 @@ from agents import make_agent
 from nas_env.architecture import CnnArchitecture
 from nas_env.evaluators.training import CifarTrainingEvaluator
 from nas_env.search_spaces.cnn import CnnSearchSpace
-from nas_env.training.recipes import Fidelity
+from nas_env.training.recipes import FIDELITIES
 from scripts._cli import parse_key_values
 
-RETRAIN = Fidelity(
-    epochs=2,
-    train_images=4_000,
-    valid_images=2_000,
-    batch_size=128,
-    lr=0.1,
-    lr_schedule="cosine",
-    reward_epochs=1,
-    precision="fp32",
-    resolution=16,
-)
+RETRAIN = FIDELITIES["proxy"].replace(epochs=2, train_images=4_000, valid_images=2_000, precision="fp32")
 """The fixed standalone recipe of this benchmark (:data:`RETRAIN_NAME`): 2 epochs on 4,000 training
 images at 16x16, SGD-Nesterov lr 0.1 cosine, batch 128, scored on 2,000 validation images and the
 10,000 test images. About a minute of one CPU core per 6-layer child."""
