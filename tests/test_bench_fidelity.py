@@ -1,0 +1,55 @@
+"""``benchmarks/bench_fidelity.py`` runs on tiny samples of both spaces, resumes from its store, and
+rejects bad arguments in one line. Real CIFAR-10 (smoke preset), and the real NB201 table when present."""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def bench(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "benchmarks/bench_fidelity.py", "--threads", "1", *args]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.mark.slow
+def test_both_spaces_side_by_side_then_from_the_store(tmp_path: Path, data_dir: Path) -> None:
+    store = tmp_path / "fid.sqlite"
+    args = ("--presets", "smoke", "--children", "3", "--cells", "3", "--no-reference", "--store", str(store))
+    first = bench(*args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    out = first.stdout
+    assert "CNN space: 3 random 6-layer children (CnnSearchSpace sample, seed 0)" in out
+    assert re.search(r"^  smoke\s+tau s0-s1\s+-?\d\.\d{3}\s+s/child mean", out, re.M), out
+    assert re.search(r"^NB201 trained mode: 3 cells drawn uniformly \(seed 0\)", out, re.M), out
+    nb201 = (
+        r"^  smoke\s+tau seed 0\s+-?\d\.\d{3}\s+tau seed 1\s+-?\d\.\d{3}\s+top half\s+-?\d\.\d{3}\s+tau s0-s1"
+    )
+    assert re.search(nb201, out, re.M), out
+    with sqlite3.connect(store) as db:  # 3 children x 2 seeds + 3 cells x 2 seeds
+        assert db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0] == 12
+    again = bench(*args)
+    assert again.returncode == 0 and "cached" in again.stdout and "  smoke " in again.stdout
+    with sqlite3.connect(store) as db:  # nothing trained twice
+        assert db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0] == 12
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--presets", "fast"), "--presets: unknown preset 'fast'; choose from ['paper', 'proxy', 'smoke']"),
+        (("--children", "1"), "Kendall's tau needs --children and --cells >= 2"),
+    ],
+)
+def test_bad_arguments(args: tuple[str, ...], message: str) -> None:
+    done = bench(*args, timeout=60)
+    assert done.returncode == 2 and message in done.stderr
