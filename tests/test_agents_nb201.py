@@ -7,13 +7,8 @@ for margins that chance cannot produce, not for speed.
 
 from __future__ import annotations
 
-import csv
 import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import gymnasium as gym
@@ -21,6 +16,7 @@ import numpy as np
 import pytest
 import synthetic  # noqa: F401  (registers NAS-Synthetic-v0)
 from nb201_table import write_nb201_table
+from search_runs import kill_search_midway, read_csv
 
 import nas_env  # noqa: F401 - registers the envs
 from agents import make_agent
@@ -190,11 +186,6 @@ def test_save_load_continues_exactly(policy: str, stop: int, table: str, tmp_pat
     assert [(e.arch, e.reward) for e in second.search(100)] == [(e.arch, e.reward) for e in whole]
 
 
-def read_csv(out: Path) -> list[dict[str, str]]:
-    with (out / "evaluations.csv").open() as f:
-        return list(csv.DictReader(f))
-
-
 @pytest.mark.parametrize(
     ("agent", "extra"),
     [("reinforce_nb201", ()), ("local_search", ("--agent-kwargs", "model_samples=15")), ("evolution", ())],
@@ -205,22 +196,8 @@ def test_resume_after_sigkill_repeats_the_uninterrupted_run(agent, extra, tmp_pa
     base = ["--env", "tests.synthetic:NAS-Synthetic-v0", "--agent", agent, "--budget", "40", "--seed", "5"]
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     assert search.main([*base, "--out", str(reference), "--no-progress", *extra]) == 0
-    command = [sys.executable, "-m", "scripts.search", *base, "--out", str(killed), "--no-progress", *extra]
-    proc = subprocess.Popen(
-        [*command, "--env-kwargs", "delay_s=0.05"],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if (killed / "evaluations.csv").is_file() and len(read_csv(killed)) >= 20:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert 20 <= len(read_csv(killed)) < 40
+    argv = [*base, "--out", str(killed), "--no-progress", *extra, "--env-kwargs", "delay_s=0.05"]
+    assert 20 <= kill_search_midway(argv, killed, 20) < 40
     assert search.main(["--out", str(killed), "--resume", "--no-progress"]) == 0
     key = [(r["index"], r["arch"], r["reward"]) for r in read_csv(reference)]
     assert [(r["index"], r["arch"], r["reward"]) for r in read_csv(killed)] == key

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
-import signal
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import gymnasium as gym
@@ -18,6 +13,7 @@ import numpy as np
 import pytest
 import synthetic  # registers NAS-Synthetic-v0
 from nb201_table import write_nb201_table
+from search_runs import kill_search_midway, read_csv
 
 import nas_env  # noqa: F401
 from agents import make_agent
@@ -117,30 +113,11 @@ def test_nas_search_promote_and_resume_after_sigkill(tmp_path: Path) -> None:
 
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     assert search.main(cli(reference, "--env-kwargs", "fidelity=low")) == 0
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "scripts.search",
-            *cli(killed, "--env-kwargs", "fidelity=low", "delay_s=0.05"),
-        ],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    rows = lambda out: list(csv.DictReader((out / "evaluations.csv").open()))  # noqa: E731
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if (killed / "evaluations.csv").is_file() and len(rows(killed)) >= 11:  # inside a promotion
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert 11 <= len(rows(killed)) < 40
+    argv = cli(killed, "--env-kwargs", "fidelity=low", "delay_s=0.05")
+    assert 11 <= kill_search_midway(argv, killed, 11) < 40  # killed inside a promotion
     assert search.main(["--out", str(killed), "--resume"]) == 0
-    key = [(r["index"], r["arch"], r["reward"], r["rung"]) for r in rows(reference)]
-    assert [(r["index"], r["arch"], r["reward"], r["rung"]) for r in rows(killed)] == key
+    key = [(r["index"], r["arch"], r["reward"], r["rung"]) for r in read_csv(reference)]
+    assert [(r["index"], r["arch"], r["reward"], r["rung"]) for r in read_csv(killed)] == key
     best = json.loads((reference / "best.json").read_text())["top"]
     assert best[0]["rung"] == 2 and best[0]["fidelity"] == "high"
     with sqlite3.connect(killed / "results.sqlite") as db:  # nothing done before the kill was redone

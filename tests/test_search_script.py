@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import csv
 import json
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import synthetic  # noqa: F401  (registers NAS-Synthetic-v0)
 import torch
+from search_runs import kill_search_midway, read_csv
 
 from scripts import search
 from scripts._cli import field_docs, parse_key_values
@@ -26,11 +21,6 @@ ENV = "tests.synthetic:NAS-Synthetic-v0"
 @pytest.fixture(autouse=True)
 def _repo_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(REPO))  # `tests.synthetic` importable, as from the repo root
-
-
-def read_csv(out: Path) -> list[dict[str, str]]:
-    with (out / "evaluations.csv").open() as f:
-        return list(csv.DictReader(f))
 
 
 def args(out: Path, agent: str = "random", budget: int = 30, *extra: str) -> list[str]:
@@ -153,28 +143,8 @@ def test_resume_after_sigkill_repeats_the_uninterrupted_run(agent, extra, tmp_pa
     """
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     assert search.main(args(reference, agent, 40, *extra)) == 0
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "scripts.search",
-            *args(killed, agent, 40, *extra),
-            "--env-kwargs",
-            "delay_s=0.05",
-        ],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if (killed / "evaluations.csv").is_file() and len(read_csv(killed)) >= 13:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    done_at_kill = len(read_csv(killed))
+    argv = [*args(killed, agent, 40, *extra), "--env-kwargs", "delay_s=0.05"]
+    done_at_kill = kill_search_midway(argv, killed, 13)
     assert 13 <= done_at_kill < 40
     assert search.main(["--out", str(killed), "--resume"]) == 0
     key = [(r["index"], r["arch"], r["reward"]) for r in read_csv(reference)]

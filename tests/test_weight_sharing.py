@@ -6,15 +6,10 @@ costs milliseconds; the exactness of the supernet itself is tested in tests/test
 
 from __future__ import annotations
 
-import csv
 import doctest
 import json
 import os
 import re
-import signal
-import subprocess
-import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -23,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env as gym_check_env
+from search_runs import kill_search_midway, read_csv
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import nas_env  # noqa: F401 - registers the envs
@@ -199,34 +195,13 @@ def test_nas_search_resumes_after_sigkill_exactly(data_dir: Path, tmp_path: Path
             "--no-progress", "--env-kwargs", *env_kwargs]  # fmt: skip
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     assert search.main([*argv, "--out", str(reference)]) == 0
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "scripts.search", *argv, "--out", str(killed)],
-        cwd=REPO,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},  # as this process: equal float sums, equal argmaxes
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if len(read_csv(killed)) >= 10:
-            break
-        time.sleep(0.01)
-    assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert 10 <= len(read_csv(killed)) < 40
+    one_thread = {**os.environ, "OMP_NUM_THREADS": "1"}  # as this process: equal float sums, equal argmaxes
+    assert 10 <= kill_search_midway([*argv, "--out", str(killed)], killed, 10, env=one_thread) < 40
     state = torch.load(killed / "checkpoint.pt", weights_only=True)
     assert state["env_state"]["trainer"]["step"] > 0  # the shared weights travel in the checkpoint
     assert search.main(["--out", str(killed), "--resume"]) == 0
     key = [(r["index"], r["arch"], r["reward"], r["shared_step"]) for r in read_csv(reference)]
     assert [(r["index"], r["arch"], r["reward"], r["shared_step"]) for r in read_csv(killed)] == key
-
-
-def read_csv(out: Path) -> list[dict[str, str]]:
-    if not (out / "evaluations.csv").is_file():
-        return []
-    with (out / "evaluations.csv").open() as f:
-        return list(csv.DictReader(f))
 
 
 def test_rank_rescoring_is_deterministic(data_dir: Path) -> None:
