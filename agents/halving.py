@@ -149,11 +149,11 @@ class SuccessiveHalvingAgent(SearchAgent):
     def _evaluate_at(self, rung: int, arch_str: str) -> tuple[float, dict[str, Any]]:
         """Score ``arch_str`` by stepping the rung's env through its tokens."""
         runner = self._runners[rung]
-        unwrapped: Any = runner.env.unwrapped
-        arch = unwrapped.space.parse(arch_str)
-        if hasattr(arch, "num_layers"):
+        env: Any = runner.env.unwrapped
+        arch = env.space.parse(arch_str)
+        if hasattr(arch, "num_layers"):  # depth is set by reset options, which resize env.space
             runner.set_num_layers(arch.num_layers)
-        return runner.evaluate([runner.env.unwrapped.space.encode(arch)])[0]
+        return runner.evaluate([env.space.encode(arch)])[0]
 
     def close(self) -> None:
         """Close the rung envs this agent made (the env it was given is the caller's)."""
