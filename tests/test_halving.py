@@ -49,9 +49,11 @@ def test_promotes_the_best_of_each_bracket_on_the_table(table: str, tmp_path: Pa
     assert [e.index for e in history] == list(range(24))
     rungs = [e.info["rung"] for e in history]
     assert rungs == [0] * 9 + [1] * 3 + [0] * 9 + [1] * 3
-    high = TabularEvaluator(table, reward_metric="cifar10_valid_acc_200ep")
+    low, high = TabularEvaluator(table), TabularEvaluator(table, reward_metric="cifar10_valid_acc_200ep")
     for start in (0, 12):
         base = history[start : start + 9]
+        for e in base:  # simulated cost: the table's 12-epoch training seconds
+            assert e.info["train_seconds"] == pytest.approx(low.lookup(NB201Architecture.from_str(e.arch))[2])
         best: dict[str, float] = {}
         for e in base:
             best[e.arch] = max(best.get(e.arch, -1.0), e.reward)
@@ -60,7 +62,9 @@ def test_promotes_the_best_of_each_bracket_on_the_table(table: str, tmp_path: Pa
         assert [e.arch for e in promoted] == top3
         for e in promoted:
             assert e.info["fidelity"] == "cifar10_valid_acc_200ep"
+            _, _, seconds_200 = high.lookup(NB201Architecture.from_str(e.arch))
             assert e.reward == pytest.approx(high.lookup(NB201Architecture.from_str(e.arch))[0])
+            assert e.info["train_seconds"] == pytest.approx(seconds_200) and seconds_200 > 0
     best_e = agent.best()
     assert best_e.info["rung"] == 1
     assert best_e.reward == max(e.reward for e in history if e.info["rung"] == 1)
@@ -195,3 +199,31 @@ def test_nas_benchmark_promote_wraps_every_policy(table: str, tmp_path: Path) ->
         assert float(run[-1]["best_reward"]) == max(promoted)
         assert float(run[11]["best_reward"]) == max(promoted[:3])  # a promoted score replaces rung 0's
     assert "random+sh" in (out / "summary.md").read_text()
+
+
+def test_nas_benchmark_promote_under_a_time_budget(table: str, tmp_path: Path) -> None:
+    """``--time-budget`` with ``--promote``: promoted children cost the table's 200-epoch seconds.
+
+    The 200-epoch rung costs ~200/12 times a 12-epoch child, so a budget fills with far fewer
+    architectures than without promotion, and the run stops before it is overspent.
+    """
+    from scripts.benchmark import main as benchmark
+
+    budget = 40_000.0
+    rows = {}
+    for name, extra in (("plain", []), ("sh", ["--promote", "cifar10_valid_acc_200ep"])):
+        out = tmp_path / name
+        argv = ["--env", "NAS-Bench-201-v0", "--env-kwargs", f"table_path={table}", "--seeds", "1",
+                "--policies", "random", "--time-budget", str(budget), "--workers", "1", "--no-progress",
+                "--out", str(out), *extra]  # fmt: skip
+        assert benchmark(argv) == 0
+        rows[name] = list(csv.DictReader((out / "runs.csv").open()))
+    low = TabularEvaluator(table)
+    high = TabularEvaluator(table, reward_metric="cifar10_valid_acc_200ep")
+    sh = rows["sh"]
+    assert 0 < float(sh[-1]["total_train_seconds"]) <= budget
+    for i, row in enumerate(sh):
+        rung_evaluator = high if i % 12 >= 9 else low  # brackets of 9, then the best 3 promoted
+        expected = rung_evaluator.lookup(NB201Architecture.from_str(row["arch"]))[2]
+        assert float(row["train_seconds"]) == pytest.approx(expected)
+    assert len(sh) < len(rows["plain"])
