@@ -21,13 +21,20 @@ def bench(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
 
 
+def figures(stdout: str) -> list[str]:
+    """The printed figures: every line after the 'wall N s' line."""
+    lines = stdout.splitlines()
+    return lines[next(i for i, line in enumerate(lines) if ", wall " in line) + 1 :]
+
+
 @pytest.mark.slow
 def test_both_spaces_side_by_side_then_from_the_store(tmp_path: Path, data_dir: Path) -> None:
     store = tmp_path / "fid.sqlite"
     args = ("--presets", "smoke", "--children", "3", "--cells", "3", "--no-reference", "--store", str(store))
-    first = bench(*args)
+    first = bench(*args, "--workers", "2")  # trained in a 2-process pool, one thread each
     assert first.returncode == 0, first.stderr[-3000:]
     out = first.stdout
+    assert "2 workers x 1 threads" in out
     assert "CNN space: 3 random 6-layer children (CnnSearchSpace sample, seed 0)" in out
     assert re.search(r"^  smoke\s+tau s0-s1\s+-?\d\.\d{3}\s+s/child mean", out, re.M), out
     assert re.search(r"^NB201 trained mode: 3 cells drawn uniformly \(seed 0\)", out, re.M), out
@@ -37,8 +44,9 @@ def test_both_spaces_side_by_side_then_from_the_store(tmp_path: Path, data_dir: 
     assert re.search(nb201, out, re.M), out
     with sqlite3.connect(store) as db:  # 3 children x 2 seeds + 3 cells x 2 seeds
         assert db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0] == 12
-    again = bench(*args)
-    assert again.returncode == 0 and "cached" in again.stdout and "  smoke " in again.stdout
+    again = bench(*args)  # inline this time: the same store serves both
+    assert again.returncode == 0 and "3 of 3 cached" in again.stdout and "  smoke " in again.stdout
+    assert figures(again.stdout) == figures(out)  # the same taus and seconds, read from the store
     with sqlite3.connect(store) as db:  # nothing trained twice
         assert db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0] == 12
 
@@ -48,6 +56,8 @@ def test_both_spaces_side_by_side_then_from_the_store(tmp_path: Path, data_dir: 
     [
         (("--presets", "fast"), "--presets: unknown preset 'fast'; choose from ['paper', 'proxy', 'smoke']"),
         (("--children", "1"), "Kendall's tau needs --children and --cells >= 2"),
+        (("--reference-seeds", "0"), "--train-seeds and --reference-seeds >= 1"),
+        (("--workers", "0"), "--workers must be >= 1, got 0"),
     ],
 )
 def test_bad_arguments(args: tuple[str, ...], message: str) -> None:
