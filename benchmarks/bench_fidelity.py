@@ -30,7 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
@@ -45,8 +45,9 @@ from nas_env.evaluators.training import CifarTrainingEvaluator
 from nas_env.search_spaces.cnn import CnnSearchSpace
 from nas_env.search_spaces.nb201 import NUM_CELLS, NB201Architecture
 from nas_env.store import ResultsStore
-from nas_env.training.recipes import FIDELITIES
+from nas_env.training.recipes import FIDELITIES, NB201_FIDELITIES, Fidelity, Precision
 
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 TARGET = "cifar10_test_acc_200ep"
 SIGNAL = "cifar10_valid_acc_12ep"
 CNN_REFERENCE = FIDELITIES["proxy"].replace(resolution=32, epochs=10)
@@ -116,6 +117,39 @@ def _inline(evaluator: Evaluator) -> Callable[[tuple[Any, int]], Completion]:
     return lambda req: Completion(0, req[0], req[1], evaluator.evaluate(*req))
 
 
+def parse_preset(spec: str) -> tuple[str, str | None]:
+    """``"proxy"`` -> ``("proxy", None)``; ``"proxy:fp32"`` -> the preset with its precision replaced.
+
+    Raises:
+        ValueError: Unknown preset or precision (the message lists the allowed ones).
+    """
+    name, _, precision = spec.partition(":")
+    if name not in FIDELITIES:
+        raise ValueError(f"--presets: unknown preset {name!r}; choose from {sorted(FIDELITIES)}")
+    if precision and precision not in PRECISIONS:
+        raise ValueError(f"--presets: unknown precision {precision!r} in {spec!r}; choose from {PRECISIONS}")
+    return name, precision or None
+
+
+def cnn_fidelity(spec: str) -> str | Fidelity:
+    """The CNN recipe of a ``--presets`` entry (a preset name, or a preset with another precision)."""
+    name, precision = parse_preset(spec)
+    return FIDELITIES[name].replace(precision=precision) if precision else name
+
+
+def nb201_evaluator(spec: str, args: argparse.Namespace) -> NB201TrainingEvaluator:
+    """NB201's evaluator for a ``--presets`` entry: the preset's (reduced) network and recipe."""
+    name, precision = parse_preset(spec)
+    make = lambda fidelity, **net: NB201TrainingEvaluator(  # noqa: E731
+        fidelity, data_dir=args.data_dir, device=args.device, **net
+    )
+    preset = make(name)
+    if precision is None:
+        return preset
+    net = {"channels": preset.channels, "cells_per_stage": preset.cells_per_stage}
+    return make(NB201_FIDELITIES[name].replace(precision=precision), **net)
+
+
 def _row(name: str, taus: dict[str, float], secs: list[float]) -> str:
     cols = "  ".join(f"{k} {v:6.3f}" for k, v in taus.items())
     spread = f"(min {min(secs):5.1f}, max {max(secs):6.1f})"
@@ -130,7 +164,9 @@ def cnn_section(trainer: Trainer, presets: list[str], args: argparse.Namespace) 
     make = lambda f: CifarTrainingEvaluator(f, data_dir=args.data_dir, device=args.device)  # noqa: E731
     lines = [f"CNN space: {args.children} random 6-layer children (CnnSearchSpace sample, seed {args.seed})"]
     runs_by_preset = {
-        preset: [trainer.accuracies(make(preset), archs, s, preset) for s in range(args.train_seeds)]
+        preset: [
+            trainer.accuracies(make(cnn_fidelity(preset)), archs, s, preset) for s in range(args.train_seeds)
+        ]
         for preset in presets
     }
     reference = None
@@ -170,7 +206,7 @@ def nb201_section(trainer: Trainer, presets: list[str], args: argparse.Namespace
         f"top half {kendall_tau(signal[indices][top], truth[top]):6.3f}",
     ]
     for preset in presets:
-        evaluator = NB201TrainingEvaluator(preset, data_dir=args.data_dir, device=args.device)
+        evaluator = nb201_evaluator(preset, args)
         runs = [trainer.accuracies(evaluator, archs, s, f"nb201 {preset}") for s in range(args.train_seeds)]
         taus = {f"tau seed {s}": kendall_tau(acc, truth) for s, (acc, _) in enumerate(runs)}
         taus["top half"] = kendall_tau(np.asarray(runs[0][0])[top], truth[top])
@@ -204,7 +240,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--space", choices=("both", "cnn", "nb201"), default="both")
-    parser.add_argument("--presets", default="smoke,proxy", help=f"comma-separated, of {sorted(FIDELITIES)}")
+    parser.add_argument(
+        "--presets",
+        default="smoke,proxy",
+        help=f"comma-separated, of {sorted(FIDELITIES)}; NAME:PRECISION ({'/'.join(PRECISIONS)}) "
+        "overrides a preset's precision (proxy:fp32: what bf16 costs in ranking)",
+    )
     parser.add_argument("--children", type=int, default=12, help="CNN children in the sample")
     parser.add_argument("--cells", type=int, default=24, help="NB201 cells in the sample")
     parser.add_argument(
@@ -226,8 +267,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     presets = [p for p in args.presets.split(",") if p]
     for preset in presets:
-        if preset not in FIDELITIES:
-            parser.error(f"--presets: unknown preset {preset!r}; choose from {sorted(FIDELITIES)}")
+        try:
+            parse_preset(preset)
+        except ValueError as exc:
+            parser.error(str(exc))
     if min(args.children, args.cells) < 2 or min(args.train_seeds, args.reference_seeds) < 1:
         parser.error(
             "Kendall's tau needs --children and --cells >= 2, and --train-seeds and --reference-seeds >= 1"

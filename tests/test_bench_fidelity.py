@@ -51,6 +51,22 @@ def test_both_spaces_side_by_side_then_from_the_store(tmp_path: Path, data_dir: 
         assert db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0] == 12
 
 
+def test_a_preset_at_another_precision_is_its_own_row_and_cache_key(tmp_path: Path, data_dir: Path) -> None:
+    """``smoke:bf16``: the smoke recipe in bf16, trained and stored under that recipe's fingerprint."""
+    from nas_env.evaluators.training import CifarTrainingEvaluator
+    from nas_env.training.recipes import FIDELITIES
+
+    store = tmp_path / "fid.sqlite"
+    args = ("--space", "cnn", "--presets", "smoke:bf16", "--children", "2", "--train-seeds", "1")
+    done = bench(*args, "--no-reference", "--store", str(store))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert re.search(r"^  smoke:bf16\s+tau s0-s1\s+nan\s+s/child mean", done.stdout, re.M), done.stdout
+    bf16 = CifarTrainingEvaluator(FIDELITIES["smoke"].replace(precision="bf16"), data_dir=data_dir)
+    with sqlite3.connect(store) as db:
+        keys = [row[0] for row in db.execute("SELECT fingerprint FROM evaluations")]
+    assert keys == [f"{bf16.fingerprint}:s0"] * 2
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -58,6 +74,10 @@ def test_both_spaces_side_by_side_then_from_the_store(tmp_path: Path, data_dir: 
         (("--children", "1"), "Kendall's tau needs --children and --cells >= 2"),
         (("--reference-seeds", "0"), "--train-seeds and --reference-seeds >= 1"),
         (("--workers", "0"), "--workers must be >= 1, got 0"),
+        (
+            ("--presets", "proxy:fp16"),
+            "unknown precision 'fp16' in 'proxy:fp16'; choose from ('fp32', 'bf16', 'auto')",
+        ),
     ],
 )
 def test_bad_arguments(args: tuple[str, ...], message: str) -> None:
