@@ -12,6 +12,10 @@ Two spaces, each on a seeded sample named in the output:
   ``reference`` recipe (:data:`CNN_REFERENCE`, 10k images x 10 epochs at 32x32) with
   ``--reference-seeds`` seeds: tau of each preset's seed against the reference's mean accuracy.
 
+Each row prints ``s/child``, every child's own training seconds (with ``--workers``, on its worker's
+share of the cores), and ``wall/child``, the wall-clock seconds this run spent per child it trained
+(what the machine pays per child; absent when all came from the store).
+
 Every training result is kept in a SQLite store (``--store``) as soon as it is trained, so a killed
 run resumes and a rerun prints at once. ``--workers N`` trains N children at a time in worker
 processes, the cores divided between them. CIFAR-10 is read from ``$NAS_ENV_DATA``.
@@ -73,11 +77,18 @@ class Trainer:
 
     With ``workers > 1`` the children missing from the store train in a process pool
     (:class:`~nas_env.backends.PoolBackend`, the cores divided between the workers), each stored
-    the moment it completes.
+    the moment it completes. A child's own seconds are then those of one worker's share of the
+    cores; :meth:`wall_per_child` is what the machine spent per child.
     """
 
     def __init__(self, store: ResultsStore, workers: int = 1, verbose: bool = True) -> None:
         self.store, self.workers, self.verbose = store, workers, verbose
+        self._wall: dict[str, list[float]] = {}  # label -> [wall seconds, children trained] this run
+
+    def wall_per_child(self, label: str) -> str:
+        """Wall-clock seconds per child trained under ``label`` in this run ('' if all were cached)."""
+        wall, trained = self._wall.get(label, [0.0, 0])
+        return f"  wall/child {wall / trained:5.1f} ({int(trained)} trained now)" if trained else ""
 
     def accuracies(
         self, evaluator: Evaluator, archs: Sequence[Any], seed: int, label: str
@@ -89,6 +100,7 @@ class Trainer:
         backend = make_backend("pool", evaluator, num_workers=self.workers) if self.workers > 1 else None
         run = backend.as_completed if backend else lambda reqs: enumerate(map(_inline(evaluator), reqs))
         requests = [(arch, child_seed(seed, arch.to_str())) for arch in missing]
+        start = time.perf_counter()
         try:
             for n, (i, done) in enumerate(run(requests), 1):
                 arch_str, result = missing[i].to_str(), done.result
@@ -106,6 +118,9 @@ class Trainer:
         finally:
             if backend:
                 backend.close()
+        wall = self._wall.setdefault(label, [0.0, 0])
+        wall[0] += time.perf_counter() - start if missing else 0.0
+        wall[1] += len(missing)
         if self.verbose and len(missing) < len(archs):
             print(f"  [{label} seed {seed}] {len(archs) - len(missing)} of {len(archs)} cached", flush=True)
         done_results = [results[arch.to_str()][0] for arch in archs]  # type: ignore[index]
@@ -180,13 +195,17 @@ def cnn_section(trainer: Trainer, presets: list[str], args: argparse.Namespace) 
         ref_tau = kendall_tau(ref_runs[0][0], ref_runs[1][0]) if len(ref_runs) > 1 else math.nan
         secs = [s for _, run_secs in ref_runs for s in run_secs]
         seeds = f"mean of {len(ref_runs)} seeds" if len(ref_runs) > 1 else "seed 0"
-        lines.append(_row("reference", {"tau s0-s1": ref_tau}, secs) + f"  ({REFERENCE_LABEL}; {seeds})")
+        lines.append(
+            _row("reference", {"tau s0-s1": ref_tau}, secs)
+            + f"  ({REFERENCE_LABEL}; {seeds})"
+            + trainer.wall_per_child("reference")
+        )
     for preset, runs in runs_by_preset.items():
         taus = {"tau s0-s1": kendall_tau(runs[0][0], runs[1][0]) if len(runs) > 1 else math.nan}
         if reference is not None:
             for s, (acc, _) in enumerate(runs):
                 taus[f"seed {s} vs reference"] = kendall_tau(acc, reference)
-        lines.append(_row(preset, taus, [s for run in runs for s in run[1]]))
+        lines.append(_row(preset, taus, [s for run in runs for s in run[1]]) + trainer.wall_per_child(preset))
     return lines
 
 
@@ -213,7 +232,8 @@ def nb201_section(trainer: Trainer, presets: list[str], args: argparse.Namespace
         if len(runs) > 1:
             taus["tau s0-s1"] = kendall_tau(runs[0][0], runs[1][0])
         net = f"network C={evaluator.channels} N={evaluator.cells_per_stage}"
-        lines.append(_row(preset, taus, [s for run in runs for s in run[1]]) + f"  {net}")
+        secs = [s for run in runs for s in run[1]]
+        lines.append(_row(preset, taus, secs) + f"  {net}" + trainer.wall_per_child(f"nb201 {preset}"))
     return lines
 
 
