@@ -4,8 +4,9 @@
 momentum 0.9, learning rate 0.1, weight decay 1e-4, random crop and horizontal flip, per-channel
 normalisation; the reward uses the maximum validation accuracy over the last 5 epochs. ``proxy``
 trains 10,000 images for 3 epochs at 16x16 (bf16 on AMX CPUs) and scores all 5,000 validation
-images: ~31 s per random 6-layer child on 2 idle CPU cores, Kendall tau 0.79 seed to seed on 12
-random children (the previous proxy: 0.17). ``smoke`` takes a second and only checks that
+images: ~25 s of wall clock per random 6-layer child on 2 CPU cores (two one-thread workers),
+Kendall tau 0.79 seed to seed on 12 random children (the previous proxy: 0.17), 0.61 / 0.46 (two
+training seeds) against 10k images x 10 epochs at 32x32. ``smoke`` takes a second and only checks that
 everything runs (tau about 0). Every figure: ``docs/fidelity.md``, ``benchmarks/bench_fidelity.py``.
 """
 
@@ -133,9 +134,10 @@ FIDELITIES: dict[str, Fidelity] = {
 }
 """Named presets accepted wherever a fidelity is (``fidelity="proxy"``).
 
-Measured (``benchmarks/bench_fidelity.py``, 12 random 6-layer children of seed 0): ``proxy`` tau 0.79
-between two training seeds, 0.73 / 0.58 against the same recipe at 32x32, 31 s per child on 2 idle
-cores; ``smoke`` tau -0.07 (noise)."""
+Measured (``benchmarks/bench_fidelity.py --workers 2``, 12 random 6-layer children of seed 0):
+``proxy`` tau 0.79 between two training seeds, 0.61 / 0.46 against the long reference (10k images x
+10 epochs at 32x32), ~25 s wall per child on 2 cores; in fp32 0.76 and 0.64 / 0.52 at 2.8x the
+time, so bf16 costs no measurable ranking; ``smoke`` tau -0.07 (noise)."""
 
 NB201_FIDELITIES: dict[str, Fidelity] = {
     "paper": FIDELITIES["paper"],
@@ -146,8 +148,8 @@ NB201_FIDELITIES: dict[str, Fidelity] = {
 :data:`nas_env.evaluators.nb201_training.NB201_NETWORKS`).
 
 Measured on 24 cells drawn uniformly (seed 0): ``proxy`` Kendall tau 0.67 against the table's
-200-epoch test accuracy (NB201's own 12-epoch validation column: 0.71), 49 s per cell on 2 idle
-CPU cores; ``smoke`` 0.02."""
+200-epoch test accuracy (NB201's own 12-epoch validation column: 0.71), 41 s wall per cell on 2
+CPU cores (two one-thread workers); ``smoke`` 0.02."""
 
 
 def get_fidelity(fidelity: str | Fidelity) -> Fidelity:
