@@ -39,7 +39,7 @@ from typing import Any, get_args
 import numpy as np
 import torch
 
-from nas_env.backends import Completion, make_backend, threads_per_worker
+from nas_env.backends import make_backend, threads_per_worker
 from nas_env.data.paths import data_roots
 from nas_env.envs.token_env import child_seed
 from nas_env.evaluators.base import Evaluator
@@ -97,12 +97,16 @@ class Trainer:
         key = f"{evaluator.fingerprint}:s{seed}"
         results = {arch.to_str(): self.store.lookup(arch.to_str(), key) for arch in archs}
         missing = [arch for arch in archs if results[arch.to_str()] is None]
-        backend = make_backend("pool", evaluator, num_workers=self.workers) if self.workers > 1 else None
-        run = backend.as_completed if backend else lambda reqs: enumerate(map(_inline(evaluator), reqs))
         requests = [(arch, child_seed(seed, arch.to_str())) for arch in missing]
+        pool = self.workers > 1  # inline, the local backend trains each child as it is harvested
+        backend = (
+            make_backend("pool", evaluator, num_workers=self.workers)
+            if pool
+            else make_backend("local", evaluator)
+        )
         start = time.perf_counter()
-        try:
-            for n, (i, done) in enumerate(run(requests), 1):
+        with backend:
+            for n, (i, done) in enumerate(backend.as_completed(requests), 1):
                 arch_str, result = missing[i].to_str(), done.result
                 if result.status != "ok":
                     raise SystemExit(f"{arch_str} failed at {label}: {result.error}")
@@ -115,21 +119,13 @@ class Trainer:
                         f"{result.cost_s:6.1f} s  {arch_str}",
                         flush=True,
                     )
-        finally:
-            if backend:
-                backend.close()
         wall = self._wall.setdefault(label, [0.0, 0])
-        wall[0] += time.perf_counter() - start if missing else 0.0
+        wall[0] += time.perf_counter() - start
         wall[1] += len(missing)
         if self.verbose and len(missing) < len(archs):
             print(f"  [{label} seed {seed}] {len(archs) - len(missing)} of {len(archs)} cached", flush=True)
         done_results = [results[arch.to_str()][0] for arch in archs]  # type: ignore[index]
         return [100 * r.metrics["val_accuracy"] for r in done_results], [r.cost_s for r in done_results]
-
-
-def _inline(evaluator: Evaluator) -> Callable[[tuple[Any, int]], Completion]:
-    """Evaluate one ``(arch, seed)`` request in this process, as a backend's completion."""
-    return lambda req: Completion(0, req[0], req[1], evaluator.evaluate(*req))
 
 
 def parse_preset(spec: str) -> tuple[str, str | None]:
