@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, get_args
 
@@ -52,14 +53,27 @@ from nas_env.store import ResultsStore
 from nas_env.training.recipes import FIDELITIES, NB201_FIDELITIES, Fidelity, Precision
 
 PRECISIONS: tuple[str, ...] = get_args(Precision)
+FIELD_TYPES: dict[str, type] = {f.name: type(getattr(Fidelity(), f.name)) for f in fields(Fidelity)}
+"""Each recipe field and the type its ``--presets`` override is parsed as."""
+_BOOLS = {"true": True, "1": True, "false": False, "0": False}
 TARGET = "cifar10_test_acc_200ep"
 SIGNAL = "cifar10_valid_acc_12ep"
-CNN_REFERENCE = FIDELITIES["proxy"].replace(resolution=32, epochs=10)
-"""The CNN reference: 10k images x 10 epochs at full 32x32 resolution (the proxy's recipe, 3.3x
-longer and 4x the pixels), cosine schedule, scored on all 5,000 validation images, bf16 on AMX
-CPUs: ~8 min per child on one CPU core. On a GPU this length ranked 12 random children with
-seed-to-seed tau 0.82, and 0.85-0.91 against 30 epochs (issue 10), so it stands in for long
-training at a cost a CPU session can pay."""
+CNN_REFERENCE = Fidelity(
+    epochs=10,
+    train_images=10_000,
+    valid_images=5_000,
+    batch_size=128,
+    lr=0.1,
+    lr_schedule="cosine",
+    reward_epochs=1,
+    precision="auto",
+    resolution=32,
+)
+"""The CNN reference: 10k images x 10 epochs at full 32x32 resolution, cosine schedule, scored on
+all 5,000 validation images, bf16 on AMX CPUs: ~10 min per child on one CPU core. Spelled out, not
+derived from ``proxy``, so reworking the proxy leaves the reference (and its cache key) alone. On a
+GPU this length ranked 12 random children with seed-to-seed tau 0.82, and 0.85-0.91 against 30
+epochs (issue 10), so it stands in for long training at a cost a CPU session can pay."""
 REFERENCE_LABEL = "10k x 10 epochs, 32x32"
 
 
@@ -128,37 +142,61 @@ class Trainer:
         return [100 * r.metrics["val_accuracy"] for r in done_results], [r.cost_s for r in done_results]
 
 
-def parse_preset(spec: str) -> tuple[str, str | None]:
-    """``"proxy"`` -> ``("proxy", None)``; ``"proxy:fp32"`` -> the preset with its precision replaced.
+def parse_preset(spec: str) -> tuple[str, dict[str, Any]]:
+    """A ``--presets`` entry: a preset name, then ``:``-separated overrides of its recipe.
+
+    ``"proxy"`` -> ``("proxy", {})``; ``"proxy:fp32"`` -> ``("proxy", {"precision": "fp32"})`` (a
+    bare precision); ``"proxy:epochs=4:resolution=32"`` -> any :class:`Fidelity` fields, so a
+    variant of a preset is measured on the same sample (each variant is its own cache key).
 
     Raises:
-        ValueError: Unknown preset or precision (the message lists the allowed ones).
+        ValueError: Unknown preset, field or precision, or a value the field rejects (the message
+            names the bad one and the allowed ones).
     """
-    name, _, precision = spec.partition(":")
+    name, *parts = spec.split(":")
     if name not in FIDELITIES:
         raise ValueError(f"--presets: unknown preset {name!r}; choose from {sorted(FIDELITIES)}")
-    if precision and precision not in PRECISIONS:
-        raise ValueError(f"--presets: unknown precision {precision!r} in {spec!r}; choose from {PRECISIONS}")
-    return name, precision or None
+    overrides: dict[str, Any] = {}
+    for part in parts:
+        field, sep, value = part.partition("=")
+        if not sep:
+            if part not in PRECISIONS:
+                raise ValueError(
+                    f"--presets: unknown precision {part!r} in {spec!r}; choose from {PRECISIONS} "
+                    "or write FIELD=VALUE"
+                )
+            overrides["precision"] = part
+        elif field not in FIELD_TYPES:
+            allowed = sorted(FIELD_TYPES)
+            raise ValueError(f"--presets: unknown field {field!r} in {spec!r}; choose from {allowed}")
+        else:
+            kind = FIELD_TYPES[field]
+            try:
+                overrides[field] = _BOOLS[value.lower()] if kind is bool else kind(value)
+            except (KeyError, ValueError):
+                bad = f"--presets: {field}={value!r} in {spec!r}"
+                raise ValueError(f"{bad} is not of type {kind.__name__}") from None
+    FIDELITIES[name].replace(**overrides)  # validates the values now, before anything trains
+    return name, overrides
 
 
 def cnn_fidelity(spec: str) -> str | Fidelity:
-    """The CNN recipe of a ``--presets`` entry (a preset name, or a preset with another precision)."""
-    name, precision = parse_preset(spec)
-    return FIDELITIES[name].replace(precision=precision) if precision else name
+    """The CNN recipe of a ``--presets`` entry (a preset name, or a preset with overrides)."""
+    name, overrides = parse_preset(spec)
+    return FIDELITIES[name].replace(**overrides) if overrides else name
 
 
 def nb201_evaluator(spec: str, args: argparse.Namespace) -> NB201TrainingEvaluator:
     """NB201's evaluator for a ``--presets`` entry: the preset's (reduced) network and recipe."""
-    name, precision = parse_preset(spec)
+    name, overrides = parse_preset(spec)
     make = lambda fidelity, **net: NB201TrainingEvaluator(  # noqa: E731
         fidelity, data_dir=args.data_dir, device=args.device, **net
     )
     preset = make(name)
-    if precision is None:
+    if not overrides:
         return preset
     net = {"channels": preset.channels, "cells_per_stage": preset.cells_per_stage}
-    return make(NB201_FIDELITIES[name].replace(precision=precision), **net)
+    return make(NB201_FIDELITIES[name].replace(**overrides), **net)
 
 
 def _row(name: str, taus: dict[str, float], secs: list[float]) -> str:
@@ -260,7 +298,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--presets",
         default="smoke,proxy",
         help=f"comma-separated, of {sorted(FIDELITIES)}; NAME:PRECISION ({'/'.join(PRECISIONS)}) "
-        "overrides a preset's precision (proxy:fp32: what bf16 costs in ranking)",
+        "overrides a preset's precision (proxy:fp32: what bf16 costs in ranking), NAME:FIELD=VALUE "
+        "any recipe field (proxy:epochs=4:resolution=32)",
     )
     parser.add_argument("--children", type=int, default=12, help="CNN children in the sample")
     parser.add_argument("--cells", type=int, default=24, help="NB201 cells in the sample")

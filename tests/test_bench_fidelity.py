@@ -53,20 +53,27 @@ def test_both_spaces_side_by_side_then_from_the_store(tmp_path: Path, data_dir: 
         assert db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0] == 12
 
 
-def test_a_preset_at_another_precision_is_its_own_row_and_cache_key(tmp_path: Path, data_dir: Path) -> None:
-    """``smoke:bf16``: the smoke recipe in bf16, trained and stored under that recipe's fingerprint."""
+def test_a_preset_variant_is_its_own_row_and_cache_key(tmp_path: Path, data_dir: Path) -> None:
+    """``smoke:bf16`` (the smoke recipe in bf16) and ``smoke:epochs=2:batch_size=32`` (any recipe
+    field overridden): each trained and stored under its own recipe's fingerprint."""
     from nas_env.evaluators.training import CifarTrainingEvaluator
     from nas_env.training.recipes import FIDELITIES
 
     store = tmp_path / "fid.sqlite"
-    args = ("--space", "cnn", "--presets", "smoke:bf16", "--children", "2", "--train-seeds", "1")
+    presets = "smoke:bf16,smoke:epochs=2:batch_size=32"
+    args = ("--space", "cnn", "--presets", presets, "--children", "2", "--train-seeds", "1")
     done = bench(*args, "--no-reference", "--store", str(store))
     assert done.returncode == 0, done.stderr[-3000:]
-    assert re.search(r"^  smoke:bf16\s+tau s0-s1\s+nan\s+s/child mean", done.stdout, re.M), done.stdout
-    bf16 = CifarTrainingEvaluator(FIDELITIES["smoke"].replace(precision="bf16"), data_dir=data_dir)
+    for row in ("smoke:bf16", "smoke:epochs=2:batch_size=32"):
+        assert re.search(rf"^  {row}\s+tau s0-s1\s+nan\s+s/child mean", done.stdout, re.M), done.stdout
+    variants = (
+        FIDELITIES["smoke"].replace(precision="bf16"),
+        FIDELITIES["smoke"].replace(epochs=2, batch_size=32),
+    )
     with sqlite3.connect(store) as db:
-        keys = [row[0] for row in db.execute("SELECT fingerprint FROM evaluations")]
-    assert keys == [f"{bf16.fingerprint}:s0"] * 2
+        keys = sorted(row[0] for row in db.execute("SELECT fingerprint FROM evaluations"))
+    expected = [f"{CifarTrainingEvaluator(f, data_dir=data_dir).fingerprint}:s0" for f in variants]
+    assert keys == sorted(expected * 2) and len(set(expected)) == 2
 
 
 @pytest.mark.parametrize(
@@ -79,6 +86,15 @@ def test_a_preset_at_another_precision_is_its_own_row_and_cache_key(tmp_path: Pa
         (
             ("--presets", "proxy:fp16"),
             "unknown precision 'fp16' in 'proxy:fp16'; choose from ('fp32', 'bf16', 'auto')",
+        ),
+        (("--presets", "proxy:epoch=4"), "unknown field 'epoch' in 'proxy:epoch=4'; choose from ['augment',"),
+        (
+            ("--presets", "proxy:epochs=four"),
+            "--presets: epochs='four' in 'proxy:epochs=four' is not of type int",
+        ),
+        (
+            ("--presets", "proxy:resolution=24"),
+            "Fidelity.resolution=24 is not allowed; expected one of [32, 16, 8]",
         ),
     ],
 )
