@@ -10,7 +10,8 @@ Two spaces, each on a seeded sample named in the output:
 - ``cnn``: ``--children`` random 6-layer children of NAS-CIFAR10-v0 (``--seed``), trained at each preset
   with two training seeds (seed-to-seed tau: does the preset rank reproducibly?) and at the long
   ``reference`` recipe (:data:`CNN_REFERENCE`, 10k images x 10 epochs at 32x32) with
-  ``--reference-seeds`` seeds: tau of each preset's seed against the reference's mean accuracy.
+  ``--reference-seeds`` seeds: tau of each preset's seed, and of the mean of its seeds, against the
+  reference's mean accuracy.
 
 Each row prints ``s/child``, every child's own training seconds (with ``--workers``, on its worker's
 share of the cores), and ``wall/child``, the wall-clock seconds this run spent per child it trained
@@ -239,6 +240,8 @@ def cnn_section(trainer: Trainer, presets: list[str], args: argparse.Namespace) 
         if reference is not None:
             for s, (acc, _) in enumerate(runs):
                 taus[f"seed {s} vs reference"] = kendall_tau(acc, reference)
+            if len(runs) > 1:  # the seeds' mean: their noise averaged, what is left is the recipe's bias
+                taus["mean vs reference"] = kendall_tau(np.mean([acc for acc, _ in runs], axis=0), reference)
         lines.append(_row(preset, taus, [s for run in runs for s in run[1]]) + trainer.wall_per_child(preset))
     return lines
 
