@@ -3,11 +3,13 @@
 ``paper`` is the paper's recipe (section 4.1): 50 epochs on the full 45k split, SGD with Nesterov
 momentum 0.9, learning rate 0.1, weight decay 1e-4, random crop and horizontal flip, per-channel
 normalisation; the reward uses the maximum validation accuracy over the last 5 epochs. ``proxy``
-trains 10,000 images for 3 epochs at 16x16 (bf16 on AMX CPUs) and scores all 5,000 validation
-images: ~25 s of wall clock per random 6-layer child on 2 CPU cores (two one-thread workers),
-Kendall tau 0.79 seed to seed on 12 random children (the previous proxy: 0.17), 0.61 / 0.46 (two
-training seeds) against 10k images x 10 epochs at 32x32. ``smoke`` takes a second and only checks that
-everything runs (tau about 0). Every figure: ``docs/fidelity.md``, ``benchmarks/bench_fidelity.py``.
+trains 10,000 images for 5 epochs at 16x16 (bf16 on CPUs with AMX or AVX512-BF16) and scores all
+5,000 validation images: ~32 s of wall clock per random 6-layer child on 2 CPU cores (two
+one-thread workers). On 12 random children it ranks with Kendall tau 0.79 seed to seed and 0.79 /
+0.76 (two training seeds) against 10k images x 10 epochs at 32x32 (the previous proxies: 3 epochs
+0.73 and 0.67 / 0.58; 1,024 images x 2 epochs 0.17 seed to seed). ``smoke`` takes a second and only
+checks that everything runs (tau about 0). Every figure: ``docs/fidelity.md``,
+``benchmarks/bench_fidelity.py``.
 """
 
 from __future__ import annotations
@@ -120,7 +122,7 @@ class Fidelity:
 FIDELITIES: dict[str, Fidelity] = {
     "paper": Fidelity(),
     "proxy": Fidelity(
-        epochs=3,
+        epochs=5,
         train_images=10_000,
         valid_images=5_000,
         batch_size=128,
@@ -134,10 +136,12 @@ FIDELITIES: dict[str, Fidelity] = {
 }
 """Named presets accepted wherever a fidelity is (``fidelity="proxy"``).
 
-Measured (``benchmarks/bench_fidelity.py --workers 2``, 12 random 6-layer children of seed 0):
-``proxy`` tau 0.79 between two training seeds, 0.61 / 0.46 against the long reference (10k images x
-10 epochs at 32x32), ~25 s wall per child on 2 cores; in fp32 0.76 and 0.64 / 0.52 at 2.8x the
-time, so bf16 costs no measurable ranking; ``smoke`` tau -0.07 (noise)."""
+Measured (``benchmarks/bench_fidelity.py --space cnn``, 12 random 6-layer children of seed 0, AMD
+EPYC with AVX512-BF16, bf16): ``proxy`` tau 0.79 between two training seeds, 0.79 / 0.76 against
+the long reference (10k images x 10 epochs at 32x32), 65 s per child on one thread, ~32 s wall on 2
+cores; 4 epochs 0.88 and 0.76 / 0.64 at ~26 s; 3 epochs (the proxy before) 0.73 and 0.67 / 0.58 at
+~21 s. bf16 cost no measurable ranking against fp32 (3-epoch recipe, an AMX machine: 0.79 vs 0.76
+seed to seed, at 2.8x the time in fp32). ``smoke`` tau -0.07 (noise)."""
 
 NB201_FIDELITIES: dict[str, Fidelity] = {
     "paper": FIDELITIES["paper"],
