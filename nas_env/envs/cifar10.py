@@ -97,7 +97,7 @@ class CifarNASEnv(TokenNASEnv):
       definition is unchanged but its values differ: TRAINER_VERSION 2 re-keys every cached
       reward. The id was not bumped; pin ``fidelity=Fidelity(...)`` to reproduce old figures.
     * v0, later in the second wave: ``proxy`` trains 5 epochs instead of 3 (Kendall tau 0.79 / 0.76
-      against a 10-epoch 32x32 reference instead of 0.67 / 0.58 on the same children, ~32 s instead
+      against a 10-epoch 32x32 reference instead of 0.67 / 0.58 on the same children, 34 s instead
       of ~21 s per child on 2 cores); its cache key changed with it.
     """
 

@@ -4,7 +4,7 @@
 momentum 0.9, learning rate 0.1, weight decay 1e-4, random crop and horizontal flip, per-channel
 normalisation; the reward uses the maximum validation accuracy over the last 5 epochs. ``proxy``
 trains 10,000 images for 5 epochs at 16x16 (bf16 on CPUs with AMX or AVX512-BF16) and scores all
-5,000 validation images: ~32 s of wall clock per random 6-layer child on 2 CPU cores (two
+5,000 validation images: 34 s of wall clock per random 6-layer child on 2 CPU cores (two
 one-thread workers). On 12 random children it ranks with Kendall tau 0.79 seed to seed and 0.79 /
 0.76 (two training seeds) against 10k images x 10 epochs at 32x32 (the previous proxies: 3 epochs
 0.73 and 0.67 / 0.58; 1,024 images x 2 epochs 0.17 seed to seed). ``smoke`` takes a second and only
@@ -138,7 +138,7 @@ FIDELITIES: dict[str, Fidelity] = {
 
 Measured (``benchmarks/bench_fidelity.py --space cnn``, 12 random 6-layer children of seed 0, AMD
 EPYC with AVX512-BF16, bf16): ``proxy`` tau 0.79 between two training seeds, 0.79 / 0.76 against
-the long reference (10k images x 10 epochs at 32x32), 65 s per child on one thread, ~32 s wall on 2
+the long reference (10k images x 10 epochs at 32x32), 65 s per child on one thread, 34 s wall on 2
 cores; 4 epochs 0.88 and 0.76 / 0.64 at ~26 s; 3 epochs (the proxy before) 0.73 and 0.67 / 0.58 at
 ~21 s. bf16 cost no measurable ranking against fp32 (3-epoch recipe, an AMX machine: 0.79 vs 0.76
 seed to seed, at 2.8x the time in fp32). ``smoke`` tau -0.07 (noise)."""
