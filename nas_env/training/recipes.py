@@ -161,9 +161,9 @@ NB201_FIDELITIES: dict[str, Fidelity] = {
 """The presets of NAS-Bench-201's trained mode (its ``proxy`` trains a reduced network, see
 :data:`nas_env.evaluators.nb201_training.NB201_NETWORKS`).
 
-Measured on 24 cells drawn uniformly (seed 0): ``proxy`` Kendall tau 0.67 against the table's
-200-epoch test accuracy (NB201's own 12-epoch validation column: 0.71), 41 s wall per cell on 2
-CPU cores (two one-thread workers); ``smoke`` 0.02."""
+Measured on 24 cells drawn uniformly (seed 0): ``proxy`` Kendall tau 0.75 against the table's
+200-epoch test accuracy (NB201's own 12-epoch validation column: 0.71; 0.67 on an Intel AMX CPU),
+22 s wall per cell on 2 CPU cores (two one-thread workers; 41 s on the Intel CPU); ``smoke`` 0.02."""
 
 
 def get_fidelity(fidelity: str | Fidelity) -> Fidelity:
