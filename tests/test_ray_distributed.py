@@ -156,8 +156,11 @@ def test_two_replicas_two_shards_learn_like_the_synchronous_controller(ray_local
     assert state["num_sampled"] == budget and sorted(state["replicas"]) == [0, 1]
     steps = [o["state"][0]["step"].item() for o in state["optimizers"]]
     # One update per batch of m = 2, less the batch whose gradient died with the killed replica
-    # (its children may already be in the history); timing decides, so allow one per restart.
-    assert len(steps) == 2 and steps[0] == steps[1] >= budget // 2 - agent._restarts
+    # (its children may already be in the history); timing decides, so allow one per restart. A
+    # replica pushes to the shards one after another, so one killed between its pushes leaves the
+    # shards one step apart (seen once in CI-like runs: 200 and 199).
+    assert len(steps) == 2 and min(steps) >= budget // 2 - agent._restarts
+    assert max(steps) - min(steps) <= agent._restarts and max(steps) <= budget // 2
 
 
 def test_search_command_runs_replicas_and_shards(ray_local, tmp_path):
