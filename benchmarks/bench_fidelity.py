@@ -51,7 +51,7 @@ from nas_env.evaluators.training import CifarTrainingEvaluator
 from nas_env.search_spaces.cnn import CnnSearchSpace
 from nas_env.search_spaces.nb201 import NUM_CELLS, NB201Architecture
 from nas_env.store import ResultsStore
-from nas_env.training.recipes import FIDELITIES, NB201_FIDELITIES, Fidelity, Precision
+from nas_env.training.recipes import FIDELITIES, NB201_FIDELITIES, SHORT_TRAINING, Fidelity, Precision
 
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 FIELD_TYPES: dict[str, type] = {f.name: type(getattr(Fidelity(), f.name)) for f in fields(Fidelity)}
@@ -59,22 +59,13 @@ FIELD_TYPES: dict[str, type] = {f.name: type(getattr(Fidelity(), f.name)) for f 
 _BOOLS = {"true": True, "1": True, "false": False, "0": False}
 TARGET = "cifar10_test_acc_200ep"
 SIGNAL = "cifar10_valid_acc_12ep"
-CNN_REFERENCE = Fidelity(
-    epochs=10,
-    train_images=10_000,
-    valid_images=5_000,
-    batch_size=128,
-    lr=0.1,
-    lr_schedule="cosine",
-    reward_epochs=1,
-    precision="auto",
-    resolution=32,
-)
+CNN_REFERENCE = SHORT_TRAINING.replace(epochs=10, resolution=32)
 """The CNN reference: 10k images x 10 epochs at full 32x32 resolution, cosine schedule, scored on
-all 5,000 validation images, bf16 on AMX CPUs: ~10 min per child on one CPU core. Spelled out, not
-derived from ``proxy``, so reworking the proxy leaves the reference (and its cache key) alone. On a
-GPU this length ranked 12 random children with seed-to-seed tau 0.82, and 0.85-0.91 against 30
-epochs (issue 10), so it stands in for long training at a cost a CPU session can pay."""
+all 5,000 validation images, bf16 where fast: ~9 min per child on one CPU core. Built on
+:data:`SHORT_TRAINING`, not on ``proxy``, so reworking the proxy leaves the reference (and its cache
+key) alone. On a GPU this length ranked 12 random children with seed-to-seed tau 0.82, and
+0.85-0.91 against 30 epochs (issue 10), so it stands in for long training at a cost a CPU session
+can pay."""
 REFERENCE_LABEL = "10k x 10 epochs, 32x32"
 
 
