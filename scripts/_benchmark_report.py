@@ -10,12 +10,11 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from scripts.benchmark import BenchmarkConfig
+from scripts._benchmark_config import BenchmarkConfig
 
 _T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145)
 """Student t quantiles (0.975) for 1..14 degrees of freedom; 1.96 beyond (normal approximation is

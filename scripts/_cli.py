@@ -17,12 +17,27 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import importlib
 import inspect
+import subprocess
 import textwrap
 import types
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
+
+import gymnasium as gym
+from gymnasium.envs.registration import load_env_creator
+
+from nas_env.errors import NASEnvError, check_choice
+
+TIME_BUDGET_CAP = 10_000
+"""Architectures a run with a ``--time-budget`` and no ``--budget`` may evaluate at most."""
+
+
+class UsageError(ValueError):
+    """A bad command line; the scripts report it as one line before any work."""
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -125,3 +140,56 @@ def given_values(namespace: argparse.Namespace) -> dict[str, Any]:
             value = dict(value)
         out[key] = value
     return out
+
+
+def env_parameters(env: str) -> tuple[str, dict[str, inspect.Parameter]]:
+    """The id (``module:Id`` imports ``module`` first) and its constructor's parameters.
+
+    Raises:
+        UsageError: An unknown id (with a "did you mean") or a module that does not import.
+    """
+    module, _, env_id = env.rpartition(":")
+    try:
+        if module:  # gym's "module:EnvId" form: importing the module registers the id
+            importlib.import_module(module)
+        spec = gym.spec(env_id)
+    except (gym.error.Error, ImportError) as exc:
+        raise UsageError(f"--env {env!r}: {exc}") from exc
+    creator = spec.entry_point if callable(spec.entry_point) else load_env_creator(str(spec.entry_point))
+    params = dict(inspect.signature(creator).parameters)
+    params.pop("self", None)
+    return env_id, params
+
+
+def make_env(env: str, env_kwargs: dict[str, Any]) -> gym.Env[Any, Any]:
+    """``gym.make`` for a command line: every problem becomes one :class:`UsageError` line.
+
+    An unknown keyword is named as the bad key, with the allowed ones and a "did you mean"; a bad
+    value, or data that cannot be found or downloaded, keeps the env's own message.
+
+    Raises:
+        UsageError: A bad id, key or value, or missing data.
+    """
+    env_id, params = env_parameters(env)
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        for key in env_kwargs:
+            try:
+                check_choice(f"--env-kwargs: {env_id} has no argument; key", key, params)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from exc
+    try:
+        return gym.make(env_id, **env_kwargs)
+    except (TypeError, ValueError, NASEnvError) as exc:
+        given = " ".join(f"{k}={v}" for k, v in env_kwargs.items())
+        raise UsageError(f"--env {env} --env-kwargs {given}: {exc}") from exc
+
+
+def git_commit() -> str:
+    """The repository's commit, or "" outside a git checkout."""
+    try:
+        root = Path(__file__).resolve().parents[1]
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""

@@ -8,46 +8,42 @@ Example::
 
 Writes to ``--out``: ``results.sqlite`` (every evaluation), ``evaluations.csv`` (one row per
 evaluation in order), ``checkpoint.pt`` (agent state, ``torch.load(weights_only=True)``),
-``best.json`` (top architectures, with the ``nas-retrain`` command for each) and ``config.json``
-(the resolved configuration).
+``best.json`` (top architectures, what the reward is, the fidelity, the accuracy, and the
+``nas-retrain`` command for each) and ``config.json`` (the resolved configuration).
+
+Before the first child it prints its plan: reward, fidelity, device, precision, the seconds per
+child measured on this machine and the ETA. Ctrl-C or SIGTERM stop it cleanly (one line says how
+to continue); ``--time-budget SECONDS`` stops it at a wall-clock deadline.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import importlib
-import inspect
 import json
-import subprocess
 import sys
-import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-from gymnasium.envs.registration import load_env_creator
 
-import nas_env
-from agents.base import AGENT_NAMES, Evaluation, SearchAgent, make_agent
+from agents.base import AGENT_NAMES, SearchAgent, make_agent
 from nas_env.errors import NASEnvError, check_choice
-from scripts._cli import OneLineParser, add_dataclass_arguments, given_values
-
-CONFIG, CHECKPOINT, CSV_FILE, BEST, STORE = (
-    "config.json",
-    "checkpoint.pt",
-    "evaluations.csv",
-    "best.json",
-    "results.sqlite",
+from scripts._cli import (
+    TIME_BUDGET_CAP,
+    OneLineParser,
+    UsageError,
+    add_dataclass_arguments,
+    env_parameters,
+    given_values,
 )
-RESUME_MAY_CHANGE = ("budget", "resume", "progress", "checkpoint_every", "top_k")
+from scripts._cli import make_env as make_cli_env
+from scripts._plan import Plan
+from scripts._search_run import BEST, CHECKPOINT, CONFIG, CSV_FILE, STORE, run
+
+RESUME_MAY_CHANGE = ("budget", "time_budget", "resume", "progress", "checkpoint_every", "top_k")
 """Settings that ``--resume`` may change; the others must match the saved run."""
-
-
-class UsageError(ValueError):
-    """A bad command line; reported as one line before any work."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +61,10 @@ class SearchConfig:
     agent_kwargs: dict[str, Any] = field(default_factory=dict)
     """Agent settings, e.g. batch_size=8 learning_rate=6e-4 (see docs/agents.md)."""
     budget: int | None = None
-    """Architectures to evaluate in total (required for a new run; may be raised on --resume)."""
+    """Architectures to evaluate in total (required for a new run unless --time-budget; may be raised
+    on --resume)."""
+    time_budget: float | None = None
+    """Wall-clock seconds this invocation may search; it then stops cleanly, best.json up to date."""
     seed: int = 0
     """Root seed of the agent and the env."""
     resume: bool = False
@@ -99,8 +98,10 @@ class SearchConfig:
         check_choice("--agent", self.agent, AGENT_NAMES)
         if self.budget is not None and (isinstance(self.budget, bool) or self.budget <= 0):
             raise UsageError(f"--budget {self.budget} must be a positive number of architectures")
-        if self.budget is None and not self.resume:
-            raise UsageError("--budget N is required for a new run")
+        if self.budget is None and self.time_budget is None and not self.resume:
+            raise UsageError("--budget N or --time-budget SECONDS is required for a new run")
+        if self.time_budget is not None and not 0 < self.time_budget < 1e9:
+            raise UsageError(f"--time-budget {self.time_budget} must be a positive number of seconds")
         if self.checkpoint_every < 1 or self.top_k < 1:
             raise UsageError("--checkpoint-every and --top-k must be at least 1")
         check_choice("--backend", self.backend, ("local", "pool", "ray"))
@@ -146,28 +147,13 @@ def make_env(config: SearchConfig) -> tuple[gym.Env[Any, Any], dict[str, Any]]:
     """Make the env, pointing its results store into the run directory when it has one.
 
     Raises:
-        UsageError: Unknown env id or a bad env argument.
+        UsageError: Unknown env id, a bad env argument or missing data (one line each).
     """
-    module, _, env_id = config.env.rpartition(":")
-    try:
-        if module:  # gym's "module:EnvId" form: importing the module registers the id
-            importlib.import_module(module)
-        spec = gym.spec(env_id)
-    except (gym.error.Error, ImportError) as exc:
-        raise UsageError(f"--env {config.env!r}: {exc}") from exc
     kwargs = dict(config.env_kwargs)
-    creator = spec.entry_point if callable(spec.entry_point) else load_env_creator(str(spec.entry_point))
-    params = inspect.signature(creator).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    if not takes_any:
-        for key in kwargs:
-            check_choice(f"--env-kwargs {key}", key, [p for p in params if p != "self"])
+    _, params = env_parameters(config.env)
     if "cache_path" in params and "cache_path" not in kwargs:
         kwargs["cache_path"] = str(Path(config.out or ".") / STORE)
-    try:
-        return gym.make(env_id, **kwargs), kwargs
-    except (TypeError, ValueError, NASEnvError) as exc:
-        raise UsageError(f"--env {config.env} --env-kwargs {config.env_kwargs}: {exc}") from exc
+    return make_cli_env(config.env, kwargs), kwargs
 
 
 def build(config: SearchConfig) -> tuple[gym.Env[Any, Any], dict[str, Any], SearchAgent]:
@@ -223,186 +209,70 @@ def make_search_agent(config: SearchConfig, env: gym.Env[Any, Any]) -> SearchAge
     )
 
 
-def git_commit() -> str:
-    """The repository's commit, or "" outside a git checkout."""
-    try:
-        root = Path(__file__).resolve().parents[1]
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
+def workers_of(config: SearchConfig, env: gym.Env[Any, Any]) -> int:
+    """How many children train at once: the ``--backend pool`` workers, or the env's own backend's."""
+    if config.backend == "pool" and config.agent == "reinforce":
+        from nas_env.backends.threads import available_cpus
 
-
-# ---- outputs -----------------------------------------------------------------------------------------
-
-
-class RunWriter:
-    """Writes the CSV, best.json and checkpoints of a run directory as evaluations arrive."""
-
-    def __init__(self, out: Path, config: SearchConfig, agent: SearchAgent, space: str = "cnn") -> None:
-        self.out = out
-        self.retrain = "nas-retrain" + ("" if space == "cnn" else f" --space {space}")
-        self.config = config
-        self.agent = agent
-        self._columns: list[str] | None = None
-        self._file: Any = None
-        self._since_checkpoint = 0
-
-    def rewrite_csv(self, history: Sequence[Evaluation]) -> None:
-        """Start ``evaluations.csv`` over from ``history`` (a resumed run's checkpoint is the truth)."""
-        (self.out / CSV_FILE).unlink(missing_ok=True)
-        for evaluation in history:
-            self.write_row(evaluation)
-
-    def write_row(self, evaluation: Evaluation) -> None:
-        """Append one row (flushed, so a kill loses at most the row being written)."""
-        if self._columns is None:
-            self._columns = ["index", "arch", "reward", *[k for k in evaluation.info if k != "arch"]]
-            self._file = (self.out / CSV_FILE).open("w", newline="")
-            csv.writer(self._file).writerow(self._columns)
-        row = {
-            "index": evaluation.index,
-            "arch": evaluation.arch,
-            "reward": evaluation.reward,
-            **evaluation.info,
-        }
-        csv.writer(self._file).writerow([row.get(c, "") for c in self._columns])
-        self._file.flush()
-
-    def __call__(self, evaluation: Evaluation) -> None:
-        """The agent's callback: CSV row, then a checkpoint every ``checkpoint_every`` evaluations."""
-        self.write_row(evaluation)
-        self._since_checkpoint += 1
-        if self._since_checkpoint >= self.config.checkpoint_every:
-            self.checkpoint()
-
-    def checkpoint(self) -> None:
-        """Save the agent and best.json."""
-        self.agent.save(self.out / CHECKPOINT)
-        self.write_best()
-        self._since_checkpoint = 0
-
-    def write_best(self) -> None:
-        """Top architectures (each once, by its best reward) with a retrain command."""
-        key = self.agent.rank_key
-        best: dict[str, Evaluation] = {}
-        for e in self.agent.history:
-            if e.arch not in best or key(e) > key(best[e.arch]):
-                best[e.arch] = e
-        top = sorted(best.values(), key=lambda e: (tuple(-k for k in key(e)), e.index))[: self.config.top_k]
-        payload = {
-            "env": self.config.env,
-            "agent": self.config.agent,
-            "num_evaluations": len(self.agent.history),
-            "top": [
-                {
-                    "rank": r + 1,
-                    "arch": e.arch,
-                    "reward": e.reward,
-                    "index": e.index,
-                    **_metrics(e.info),
-                    "retrain": f'{self.retrain} --arch "{e.arch}"',
-                }
-                for r, e in enumerate(top)
-            ],
-        }
-        _write_json(self.out / BEST, payload)
-
-    def close(self) -> None:
-        """Close the CSV file."""
-        if self._file is not None:
-            self._file.close()
-
-
-def _metrics(info: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in info.items() if k not in ("arch", "error", "cached", "seed")}
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    tmp.replace(path)
-
-
-# ---- the run -------------------------------------------------------------------------------------------
-
-
-def run(
-    config: SearchConfig, env: gym.Env[Any, Any], env_kwargs: dict[str, Any], agent: SearchAgent
-) -> list[Evaluation]:
-    """(Resume,) search and write every output; returns the whole history."""
-    out = Path(config.out or ".")
-    out.mkdir(parents=True, exist_ok=True)
-    if config.resume and (out / CHECKPOINT).is_file():
-        agent.load(out / CHECKPOINT)
-    _write_json(
-        out / CONFIG,
-        {
-            "search": asdict(config) | {"resume": False},
-            "env_kwargs_resolved": env_kwargs,
-            "agent_config": agent.config_dict(),
-            "git_commit": git_commit(),
-            "versions": {"nas_env": nas_env.__version__, "gymnasium": gym.__version__, "python": sys.version},
-        },
-    )
-    writer = RunWriter(out, config, agent, str(getattr(getattr(env.unwrapped, "space", None), "name", "cnn")))
-    writer.rewrite_csv(agent.history)
-    budget = int(config.budget or 0)
-    bar = _progress_bar(config, agent, budget)
-    try:
-
-        def on_evaluation(evaluation: Evaluation) -> None:
-            writer(evaluation)
-            bar(evaluation)
-
-        history = agent.search(budget, callback=on_evaluation)
-        writer.checkpoint()
-    finally:
-        writer.close()
-        agent.close()
-        env.close()
-    return history
-
-
-def _progress_bar(config: SearchConfig, agent: SearchAgent, budget: int) -> Any:
-    """A tqdm bar (archs done, best reward, seconds per child) as an evaluation callback."""
-    if not config.progress or config.agent_kwargs.get("progress_bar"):
-        return lambda e: None
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=budget, initial=len(agent.history), unit="arch", desc=config.agent, dynamic_ncols=True)
-    state = {"best": max((e.reward for e in agent.history), default=float("-inf")), "t": time.perf_counter()}
-
-    def update(evaluation: Evaluation) -> None:
-        now = time.perf_counter()
-        state["best"] = max(state["best"], evaluation.reward)
-        bar.set_postfix(best=f"{state['best']:.4f}", s_per_child=f"{now - state['t']:.2f}", refresh=False)
-        state["t"] = now
-        bar.update(1)
-        if bar.n >= budget:
-            bar.close()
-
-    return update
+        return available_cpus()
+    backend = getattr(env.unwrapped, "backend", None)
+    return int(getattr(backend, "num_workers", 1) or 1)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``nas-search``; returns the exit status (2 for a bad command line)."""
+    """Entry point of ``nas-search``; returns the exit status (2 for a bad command line).
+
+    Ctrl-C gives 130 and SIGTERM 143, each after one line saying what was kept and how to resume.
+    """
     created: Path | None = None
     try:  # every check of the command line happens here, before any evaluation
         config = resolve_config(argv)
         out = Path(config.out or ".")
         created = None if out.exists() else out
         env, env_kwargs, agent = build(config)
-    except (UsageError, ValueError) as exc:
+    except (UsageError, ValueError, NASEnvError) as exc:
         if created is not None and created.is_dir() and not any(created.iterdir()):
             created.rmdir()  # the env's results store made it; leave no trace of a rejected run
         print(f"nas-search: error: {exc}", file=sys.stderr)
         return 2
-    history = run(config, env, env_kwargs, agent)
-    best = agent.best()
-    print(f"{len(history)} architectures; best reward {best.reward:.4f}: {best.arch}")
-    print(f"results in {config.out}/ ({CSV_FILE}, {BEST}, {CHECKPOINT}, {STORE}, {CONFIG})")
+    except KeyboardInterrupt:
+        print("nas-search: interrupted before the first child; nothing to keep", file=sys.stderr)
+        return 130
+    out.mkdir(parents=True, exist_ok=True)
+    resume = f"nas-search --out {out} --resume"
+    if config.resume and not (out / CHECKPOINT).is_file():
+        print(
+            f"nas-search: --resume: no checkpoint in {out} yet (no child finished); starting the run "
+            "from its saved settings",
+            file=sys.stderr,
+        )
+    elif config.resume:
+        agent.load(out / CHECKPOINT)
+    budget = int(config.budget or TIME_BUDGET_CAP)
+    try:
+        plan = Plan.of(env, config.env, dict(config.env_kwargs), config.agent, workers_of(config, env))
+    except KeyboardInterrupt:
+        env.close()
+        print(f"nas-search: interrupted before the first child; resume with: {resume}", file=sys.stderr)
+        return 130
+    print("\n".join(plan.lines(budget, len(agent.history), config.time_budget)), flush=True)
+    outcome = run(config, env, env_kwargs, agent, plan, budget)
+    done = len(outcome.history)
+    if outcome.stopped in ("interrupted", "terminated"):
+        print(
+            f"nas-search: {outcome.stopped} after {done} evaluations, all kept in {out}/{STORE} "
+            f"(best.json up to date); continue with: {resume}",
+            file=sys.stderr,
+        )
+        return outcome.exit_status
+    if not outcome.history:
+        print(f"nas-search: {outcome.stopped} reached before the first child finished", file=sys.stderr)
+        return 0
+    best = json.loads((out / BEST).read_text())["top"][0]
+    accuracy = f" (accuracy {best['accuracy_percent']:.2f}%)" if "accuracy_percent" in best else ""
+    why = "time budget reached" if outcome.stopped == "time budget" else "budget reached"
+    print(f"{why}: {done} architectures; best reward {best['reward']:.4f}{accuracy}: {best['arch']}")
+    print(f"results in {out}/ ({CSV_FILE}, {BEST}, {CHECKPOINT}, {STORE}, {CONFIG})")
     return 0
 
 

@@ -42,7 +42,11 @@ def test_outputs(tmp_path: Path) -> None:
     assert best["num_evaluations"] == 30 and top[0]["reward"] == max(float(r["reward"]) for r in rows)
     assert [t["reward"] for t in top] == sorted((t["reward"] for t in top), reverse=True)
     assert len({t["arch"] for t in top}) == len(top) == 10
-    assert top[0]["retrain"] == f'nas-retrain --arch "{top[0]["arch"]}"'
+    seed = top[0]["seed"]
+    assert top[0]["retrain"] == f'nas-retrain --arch "{top[0]["arch"]}" --fidelity high --seed {seed}'
+    assert best["reward_definition"] == "The validation accuracy itself, in [0, 1]."
+    assert best["fidelity"] == "high" and best["stopped"] == "budget"
+    assert top[0]["accuracy_percent"] == round(100 * top[0]["val_accuracy"], 2)
     config = json.loads((out / "config.json").read_text())
     assert config["search"]["agent"] == "evolution" and config["search"]["budget"] == 30
     assert config["agent_config"] == {"population_size": 8, "tournament_size": 3}

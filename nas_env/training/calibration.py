@@ -1,0 +1,186 @@
+"""Seconds per child on this machine: a short timing of reference children, cached per machine.
+
+One measurement serves two purposes: ``nas-search`` states the time per child and the ETA of its
+budget before the first child trains, and ``precision="auto"`` picks whichever of fp32 and bf16
+trained the reference children faster here (bf16 is faster on some CPUs with AVX512-BF16 and
+slower on others, so a CPU flag alone cannot decide).
+
+The timing trains each reference child for a few minibatches on random images
+(:func:`~nas_env.training.cifar.measure_seconds_per_child`), so it takes seconds, and scales to the
+images and epochs of the recipe. The result is cached in ``~/.cache/nas_env/calibration.json``
+(``$NAS_ENV_CACHE`` overrides the folder), keyed by CPU model, torch version, torch threads,
+device, search space and recipe: the same machine never measures twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nas_env.training.recipes import Fidelity
+
+CACHE_ENV_VAR = "NAS_ENV_CACHE"
+"""Environment variable naming the folder of the calibration cache (default ``~/.cache/nas_env``)."""
+CACHE_FILE = "calibration.json"
+REFERENCE_SEED = 0
+"""Seed of the reference children drawn from the search space."""
+REFERENCE_CHILDREN = 3
+"""Reference children timed per precision (random children differ several-fold in cost)."""
+TIMED_STEPS = 3
+"""Minibatches timed per reference child (after one warm-up)."""
+
+
+def cache_path() -> Path:
+    """The calibration cache file (``$NAS_ENV_CACHE/calibration.json`` or ``~/.cache/nas_env/...``)."""
+    folder = os.environ.get(CACHE_ENV_VAR)
+    return (Path(folder) if folder else Path.home() / ".cache" / "nas_env").expanduser() / CACHE_FILE
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def bf16_supported(device: torch.device | str = "cpu") -> bool:
+    """Whether the CPU has bf16 instructions (AMX tiles or AVX512-BF16); False on other devices."""
+    if torch.device(device).type != "cpu":
+        return False
+    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        check = getattr(torch.cpu, probe, None)  # private probes; absent on old torch builds
+        if check is not None and check():
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Measured seconds per reference child, per precision, on one machine set-up."""
+
+    key: str
+    """What the figures depend on: CPU, torch version, threads, device, space and recipe."""
+    cpu: str
+    """The CPU model, for messages."""
+    threads: int
+    """Torch threads the children were timed with."""
+    seconds: dict[str, list[float]]
+    """Estimated training seconds of each reference child at the full recipe, per precision."""
+    measured_at: str
+    """When the timing ran (UTC, ISO format)."""
+
+    @property
+    def fastest_precision(self) -> str:
+        """The precision whose reference children trained fastest in total (``fp32`` on ties)."""
+        return min(sorted(self.seconds), key=lambda p: (sum(self.seconds[p]), p != "fp32"))
+
+    def per_child(self, precision: str | None = None) -> tuple[float, float, float]:
+        """Lowest, mean and highest seconds per reference child at ``precision`` (default: fastest)."""
+        values = self.seconds[precision or self.fastest_precision]
+        return min(values), float(np.mean(values)), max(values)
+
+
+@contextmanager
+def _threads(num_threads: int) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def calibration_key(
+    fidelity: Fidelity, device: torch.device | str, threads: int, space: str, precisions: Sequence[str]
+) -> str:
+    """The cache key: same key, same machine set-up and recipe (precision aside), same figures."""
+    recipe = fidelity.replace(precision="fp32").fingerprint
+    parts = (cpu_model(), torch.__version__, f"threads={threads}", str(torch.device(device)), space, recipe)
+    return " | ".join((*parts, ",".join(precisions)))
+
+
+def calibrate(
+    fidelity: Fidelity,
+    reference_models: Sequence[Callable[[], nn.Module]],
+    space: str,
+    device: torch.device | str = "cpu",
+    threads: int | None = None,
+    refresh: bool = False,
+) -> Calibration:
+    """Time ``reference_models`` at ``fidelity`` in fp32 and (where the CPU has it) bf16; cached.
+
+    Args:
+        fidelity: The recipe; its ``precision`` is ignored (both are timed).
+        reference_models: Builders of the reference children (seeded, so every machine times the
+            same networks).
+        space: The search space's name (part of the cache key).
+        device: Where children train.
+        threads: Torch threads to time with (default: the current setting).
+        refresh: Measure again even when the cache holds this key.
+
+    Returns:
+        The figures, from the cache when this machine measured them before.
+    """
+    threads = threads or torch.get_num_threads()
+    precisions = ("fp32", "bf16") if bf16_supported(device) else ("fp32",)
+    key = calibration_key(fidelity, device, threads, space, precisions)
+    path = cache_path()
+    cache = _read_cache(path)
+    if not refresh and key in cache:
+        return Calibration(**cache[key])
+    from nas_env.training.cifar import measure_seconds_per_child
+
+    seconds: dict[str, list[float]] = {}
+    with _threads(threads):
+        for precision in precisions:
+            recipe = fidelity.replace(precision=precision)
+            seconds[precision] = []
+            for build in reference_models:
+                torch.manual_seed(REFERENCE_SEED)
+                model = build()
+                seconds[precision].append(measure_seconds_per_child(model, recipe, device, TIMED_STEPS))
+    measured_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    result = Calibration(key, cpu_model(), threads, seconds, measured_at)
+    cache[key] = asdict(result)
+    _write_cache(path, cache)
+    return result
+
+
+def reference_archs(space: Any, count: int = REFERENCE_CHILDREN) -> list[Any]:
+    """``count`` architectures drawn uniformly from ``space`` with :data:`REFERENCE_SEED`."""
+    rng = np.random.default_rng(REFERENCE_SEED)
+    return [space.decode(space.sample(rng)) for _ in range(count)]
+
+
+def _read_cache(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_cache(path: Path, cache: dict[str, Any]) -> None:
+    """Write atomically; a cache that cannot be written (read-only home) only costs a re-measurement."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache, indent=2) + "\n")
+        tmp.replace(path)
+    except OSError:
+        pass

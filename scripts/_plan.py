@@ -1,0 +1,194 @@
+"""What a ``nas-search`` run is about to do, said before the first child: the plan and its ETA.
+
+The plan names the env, the agent, the reward (what the number means), the fidelity, device and
+precision, and the seconds per child measured on this machine (:mod:`nas_env.training.calibration`,
+a short timing of reference children, cached), and from them the ETA of the budget. The same facts
+go into ``config.json`` and ``best.json`` so that results read without the code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+
+from nas_env.training.calibration import Calibration, calibrate, cpu_model, reference_archs
+from nas_env.training.recipes import Fidelity
+
+ACCURACY_KEYS = ("val_accuracy", "val_perplexity")
+"""Terminal-info keys a reward is computed from, in order of preference."""
+
+
+def reward_definition(env: gym.Env[Any, Any]) -> str:
+    """One line saying what the env's reward is (the reward function's docstring, the table column)."""
+    inner: Any = env.unwrapped
+    fn = getattr(inner, "reward_fn", None)
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    text = (inspect.getdoc(fn) or "").split("\n\n")[0].replace("\n", " ") if fn is not None else ""
+    column = getattr(getattr(inner, "evaluator", None), "reward_metric", None)
+    if column:
+        text += f" The accuracy is the NB201 table's column {column} / 100 (looked up, not trained)."
+    return text.strip() or "the env's terminal reward"
+
+
+def _fidelity_name(env_id: str, env_kwargs: dict[str, Any]) -> str | None:
+    """The fidelity the children are scored at (``fidelity=`` or the env's default), or None."""
+    if env_kwargs.get("fidelity") is not None:
+        return str(env_kwargs["fidelity"])
+    creator: Any = gym.spec(env_id).entry_point
+    if isinstance(creator, str):
+        from gymnasium.envs.registration import load_env_creator
+
+        creator = load_env_creator(creator)
+    default = inspect.signature(creator).parameters.get("fidelity")
+    return None if default is None or default.default is None else str(default.default)
+
+
+@dataclass
+class Plan:
+    """The facts of a run that its outputs and its first lines state."""
+
+    env: str
+    agent: str
+    space: str
+    reward: str
+    fidelity: str | None
+    recipe: dict[str, Any] | None
+    device: str | None
+    workers: int = 1
+    threads: int = 1
+    calibration: Calibration | None = None
+    accuracy_key: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(
+        cls, env: gym.Env[Any, Any], env_id: str, env_kwargs: dict[str, Any], agent: str, workers: int = 1
+    ) -> Plan:
+        """Read the plan off a made env; time reference children when its children train (cached)."""
+        import torch
+
+        inner: Any = env.unwrapped
+        evaluator = getattr(inner, "evaluator", None)
+        space = str(getattr(getattr(inner, "space", None), "name", "cnn"))
+        fidelity = _fidelity_name(env_id.rpartition(":")[2], env_kwargs)
+        recipe_obj = getattr(evaluator, "fidelity", None)
+        recipe = recipe_obj.__dict__.copy() if dataclasses.is_dataclass(recipe_obj) else None
+        device = str(getattr(evaluator, "device", "")) or None
+        metrics = tuple(getattr(evaluator, "metric_names", ()))
+        accuracy_key = next((k for k in ACCURACY_KEYS if k in metrics), None)
+        threads = max(1, torch.get_num_threads() // workers)
+        plan = cls(env_id, agent, space, reward_definition(env), fidelity, recipe, device, workers, threads)
+        plan.accuracy_key = accuracy_key
+        build = getattr(evaluator, "build_model", None)
+        if isinstance(recipe_obj, Fidelity) and build is not None and hasattr(inner, "space"):
+            archs = reference_archs(inner.space)
+            builders = [functools.partial(build, arch) for arch in archs]
+            plan.calibration = calibrate(recipe_obj, builders, space, device or "cpu", threads)
+        return plan
+
+    def described(self) -> dict[str, Any]:
+        """The plan as JSON fields (for ``config.json`` and ``best.json``)."""
+        out: dict[str, Any] = {
+            "reward_definition": self.reward,
+            "accuracy_key": self.accuracy_key,
+            "fidelity": self.fidelity,
+            "fidelity_recipe": self.recipe,
+            "device": self.device,
+        }
+        if self.calibration is not None:
+            out["seconds_per_child_measured"] = {
+                "cpu": self.calibration.cpu,
+                "threads_per_child": self.calibration.threads,
+                "workers": self.workers,
+                "reference_children": [round(s, 1) for s in self.calibration.seconds[self.precision]],
+                "by_precision": {p: round(sum(v) / len(v), 1) for p, v in self.calibration.seconds.items()},
+                "measured_at": self.calibration.measured_at,
+            }
+        return out
+
+    @property
+    def precision(self) -> str:
+        """The precision children train in (the resolved recipe's)."""
+        return str((self.recipe or {}).get("precision", "fp32"))
+
+    def accuracy_fields(self, info: dict[str, Any]) -> dict[str, Any]:
+        """``{"accuracy_percent": ...}`` (or the perplexity) of one evaluation, for best.json."""
+        if self.accuracy_key == "val_accuracy" and isinstance(info.get("val_accuracy"), float):
+            return {"accuracy_percent": round(100 * info["val_accuracy"], 2)}
+        if self.accuracy_key == "val_perplexity" and isinstance(info.get("val_perplexity"), float):
+            return {"val_perplexity": info["val_perplexity"]}
+        return {}
+
+    def bar_text(self, best: Any) -> str:
+        """The progress bar's text for the best evaluation so far: its accuracy, then its reward."""
+        accuracy = self.accuracy_fields(best.info)
+        if "accuracy_percent" in accuracy:
+            return f"best acc {accuracy['accuracy_percent']:.1f}% (reward {best.reward:.4f})"
+        if "val_perplexity" in accuracy:
+            return f"best ppl {accuracy['val_perplexity']:.1f} (reward {best.reward:.4f})"
+        return f"best reward {best.reward:.4f}"
+
+    def eta_seconds(self, children: int) -> float | None:
+        """Expected wall seconds for ``children`` more children (mean reference child), or None."""
+        if self.calibration is None:
+            return None
+        return self.calibration.per_child(self.precision)[1] * children / self.workers
+
+    def lines(self, budget: int, done: int, time_budget: float | None) -> list[str]:
+        """The plan as printed before the first child."""
+        fidelity = "none: looked up in a table, no training" if "table" in self.reward else "-"
+        if self.recipe is not None:
+            r = self.recipe
+            fidelity = (
+                f"{self.fidelity or 'the default'} ({r['train_images']:,} images x {r['epochs']} epochs at "
+                f"{r['resolution']}x{r['resolution']}), {self.device}, {self.precision}"
+            )
+        elif self.fidelity is not None:
+            fidelity = f"{self.fidelity}, {self.device}"
+        out = [
+            f"nas-search: {self.env}, agent {self.agent}, {budget - done} children to go of {budget}",
+            f"  reward: {self.reward}",
+            f"  fidelity: {fidelity}",
+        ]
+        eta = self.eta_seconds(budget - done)
+        if self.calibration is not None and eta is not None:
+            low, mean, high = self.calibration.per_child(self.precision)
+            by = ", ".join(
+                f"{p} {sum(v) / len(v):.0f} s" for p, v in sorted(self.calibration.seconds.items())
+            )
+            how = (
+                f"{self.workers} workers x {self.threads} thread(s)"
+                if self.workers > 1
+                else (f"{self.threads} torch thread(s)")
+            )
+            out.append(
+                f"  time per child on this machine ({self.calibration.cpu}, {how}): {low:.0f}-{high:.0f} s "
+                f"on 3 reference children, mean {mean:.0f} s (precision {by}; timed "
+                f"{self.calibration.measured_at}, cached)"
+            )
+            finish = time.strftime("%H:%M", time.localtime(time.time() + eta))
+            out.append(f"  ETA: {_duration(eta)} for {budget - done} children (around {finish})")
+        else:
+            out.append("  time per child: shown on the bar from the first child on")
+        if time_budget is not None:
+            out.append(f"  stops after {_duration(time_budget)} of wall clock (--time-budget)")
+        out.append("  Ctrl-C stops cleanly; --resume continues")
+        return out
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+__all__ = ["Plan", "cpu_model", "reward_definition"]
