@@ -1,0 +1,218 @@
+"""Rank quality and cost of the zero-cost proxies (nas_env.zero_cost), printed side by side.
+
+- ``nb201``: ``--cells`` cells drawn uniformly without replacement (``--seed``) from NAS-Bench-201's
+  15,625; every single score of each cell's untrained network (the env's trained-mode network,
+  weights seeded by ``--weight-seed``) against the table's 200-epoch test accuracy. The sample is
+  split in two halves: ensembles are chosen on the first (``design``) and reported on the second
+  (``held-out``), so the held-out figure is honest.
+- ``cnn``: the ``--children`` random 6-layer children bench_fidelity trains (CnnSearchSpace,
+  NumPy ``--seed``), against the ``proxy`` rewards found in ``--fidelity-store`` (if any).
+
+Scores are kept in a SQLite store (``--store``): a killed run resumes where it stopped. Seconds per
+child are timed afterwards, score by score, on ``--time-cells`` cells of the sample (one
+evaluation of each score alone, as a reward would run it).
+
+    python benchmarks/bench_zero_cost.py --space nb201 --cells 2000 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from nas_env import zero_cost as zc
+from nas_env.evaluators.tabular import find_nb201_table, load_nb201_table
+from nas_env.evaluators.zero_cost import ZeroCostEvaluator
+from nas_env.search_spaces.nb201 import NUM_CELLS, NB201Architecture
+from nas_env.store import ResultsStore
+
+TARGET = "cifar10_test_acc_200ep"
+CANDIDATES: tuple[tuple[str, ...], ...] = (
+    ("live_params", "naswot"),
+    ("live_params", "synflow"),
+    ("naswot", "synflow"),
+    ("live_params", "naswot", "synflow"),
+    ("live_params", "naswot", "jacob_cov"),
+    ("live_params", "naswot", "snip"),
+    ("synflow", "jacob_cov", "snip"),
+    ("live_params", "naswot", "synflow", "jacob_cov"),
+)
+"""Rank-average ensembles tried on the design half (equal weights)."""
+
+
+def kendall(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
+    """Kendall's tau-b (ties handled), over all pairs in blocks of rows (fine for thousands)."""
+    x, y = rankdata(x), rankdata(y)  # ranks: -inf (no signal) compares like any value
+    concordant = ties_x = ties_y = pairs = 0.0
+    for start in range(0, len(x), 256):
+        dx = np.sign(x[start : start + 256, None] - x[None, :])
+        dy = np.sign(y[start : start + 256, None] - y[None, :])
+        upper = np.arange(start, start + len(dx))[:, None] < np.arange(len(x))[None, :]
+        concordant += float((dx * dy)[upper].sum())
+        ties_x += float(np.count_nonzero(dx[upper] == 0))
+        ties_y += float(np.count_nonzero(dy[upper] == 0))
+        pairs += float(upper.sum())
+    denom = math.sqrt((pairs - ties_x) * (pairs - ties_y))
+    return concordant / denom if denom else math.nan
+
+
+def rankdata(x: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Ranks from 1, ties given their average rank."""
+    x = np.asarray(x, dtype=float)
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(1, len(x) + 1)
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return sums[inverse] / counts[inverse]
+
+
+def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
+    """Spearman's rho: Pearson's correlation of the ranks."""
+    return float(np.corrcoef(rankdata(x), rankdata(y))[0, 1])
+
+
+def rank_average(columns: Sequence[np.ndarray]) -> np.ndarray:
+    """Mean of the columns' ranks (ties: average rank): the population-relative ensemble."""
+    return np.mean([rankdata(c) for c in columns], axis=0)
+
+
+def log_ensemble(values: dict[str, np.ndarray], names: Sequence[str]) -> np.ndarray:
+    """:func:`nas_env.zero_cost.ensemble` of ``names`` applied to every cell (per-cell, no population)."""
+    weights = dict.fromkeys(names, 1.0)
+    n = len(next(iter(values.values())))
+    return np.array([zc.ensemble({k: float(values[k][i]) for k in names}, weights) for i in range(n)])
+
+
+def score_all(
+    evaluator: ZeroCostEvaluator, store: ResultsStore, archs: Sequence[Any], seed: int, label: str
+) -> dict[str, np.ndarray]:
+    """Every member score of ``archs``, from the store or computed now (stored as each finishes)."""
+    key = f"{evaluator.fingerprint}:s{seed}"
+    rows = []
+    start, fresh = time.perf_counter(), 0
+    for n, arch in enumerate(archs, 1):
+        found = store.lookup(arch.to_str(), key)
+        if found is None:
+            result = evaluator.evaluate(arch, seed)
+            if result.status != "ok":
+                raise SystemExit(f"{arch.to_str()} failed: {result.error}")
+            store.add(arch.to_str(), key, result, result.metrics["zero_cost"])
+            fresh += 1
+        else:
+            result = found[0]
+        rows.append(result.metrics)
+        if fresh and n % 100 == 0:
+            rate = (time.perf_counter() - start) / fresh
+            print(f"  [{label}] {n}/{len(archs)} scored ({fresh} now, {rate:.2f} s each)", flush=True)
+    return {m: np.array([r[f"zc_{m}"] for r in rows], dtype=float) for m in evaluator.members}
+
+
+def time_scores(evaluator: ZeroCostEvaluator, archs: Sequence[Any], names: Sequence[str]) -> dict[str, float]:
+    """Seconds per child of each score alone (build, minibatch already in memory, score)."""
+    x, y = evaluator.minibatch
+    seconds = {}
+    for name in names:
+        start = time.perf_counter()
+        for arch in archs:
+            with zc.seeded(0):
+                zc.score(name, evaluator.build_model(arch), x, y)
+        seconds[name] = (time.perf_counter() - start) / len(archs)
+    return seconds
+
+
+def nb201_section(args: argparse.Namespace, store: ResultsStore) -> list[str]:
+    """Tau of every score and ensemble on the design and held-out halves of the NB201 sample."""
+    table = load_nb201_table(args.table or find_nb201_table(args.data_dir))
+    truth_all = table.column(TARGET)
+    indices = np.random.default_rng(args.seed).choice(NUM_CELLS, args.cells, replace=False)
+    archs = [NB201Architecture.from_index(int(i)) for i in indices]
+    # every single score in one evaluation; the key does not depend on any ensemble's definition
+    evaluator = ZeroCostEvaluator(
+        "nb201", "params", args.batch_size, data_dir=args.data_dir, extra_scores=tuple(zc.SCORES)
+    )
+    values = score_all(evaluator, store, archs, args.weight_seed, "nb201")
+    truth = truth_all[indices]
+    half = args.cells // 2
+    parts = {"design": slice(0, half), "held-out": slice(half, None), "all": slice(None)}
+    ens_scores = {f"ensemble {'+'.join(names)}": log_ensemble(values, names) for names in CANDIDATES}
+    timed = time_scores(evaluator, archs[: args.time_cells], [*zc.SCORES, args.zero_cost])
+    lines = [
+        f"NB201: {args.cells} cells drawn uniformly without replacement (NumPy seed {args.seed}); "
+        f"design = first {half}, held-out = the other {args.cells - half}; truth: {TARGET}",
+        f"network {evaluator.network} (channels, cells per stage); minibatch {args.batch_size} CIFAR-10 "
+        f"training images (seed 0); weights seed {args.weight_seed}; "
+        f"seconds per child on {args.time_cells} cells, {torch.get_num_threads()} torch thread(s)",
+        f"{'score':42s} " + " ".join(f"{p:>8s} tau" for p in parts) + "  rho all   s/child",
+    ]
+
+    def row(name: str, column: np.ndarray, secs: float | None) -> str:
+        taus = " ".join(f"{kendall(column[s], truth[s]):12.3f}" for s in parts.values())
+        sec = f"{secs:8.3f}" if secs is not None else " " * 8
+        return f"{name:42s} {taus} {spearman(column, truth):8.3f}  {sec}"
+
+    for name in zc.SCORES:
+        lines.append(row(name, values[name], timed.get(name)))
+    for name, column in ens_scores.items():
+        lines.append(row(name, column, None))
+    for names in CANDIDATES:
+        lines.append(row(f"rank-average {'+'.join(names)}", rank_average([values[n] for n in names]), None))
+    lines.append(
+        row(
+            f"{args.zero_cost} (the reward: {zc.ENSEMBLES.get(args.zero_cost)})",
+            _reward(values, args),
+            timed[args.zero_cost],
+        )
+    )
+    return lines
+
+
+def _reward(values: dict[str, np.ndarray], args: argparse.Namespace) -> np.ndarray:
+    names = zc.components(args.zero_cost)
+    n = len(values[names[0]])
+    return np.array([zc.combine(args.zero_cost, {k: float(values[k][i]) for k in names}) for i in range(n)])
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Score the samples (or read them from the store), then print the figures side by side."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--space", choices=("nb201",), default="nb201")
+    parser.add_argument("--cells", type=int, default=2000, help="NB201 cells in the sample (split in halves)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the sample")
+    parser.add_argument("--weight-seed", type=int, default=0, help="seeds every network's weights")
+    parser.add_argument("--batch-size", type=int, default=64, help="images in the scoring minibatch")
+    parser.add_argument(
+        "--zero-cost", default="ensemble", help=f"the reward's score, of {list(zc.ALL_SCORES)}"
+    )
+    parser.add_argument("--time-cells", type=int, default=50, help="cells timed per score")
+    parser.add_argument("--table", default=None, help="NB201 table (default: $NAS_ENV_DATA/nb201/...)")
+    parser.add_argument("--store", default="runs/bench_zero_cost.sqlite", help="scores kept between runs")
+    parser.add_argument("--data-dir", default=None, help="data root (default: $NAS_ENV_DATA)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    args = parser.parse_args(argv)
+    try:
+        zc.check_score(args.zero_cost)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.cells < 4 or args.cells > NUM_CELLS:
+        parser.error(f"--cells must be in 4..{NUM_CELLS}, got {args.cells}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    lines = nb201_section(args, ResultsStore(args.store))
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
+    print(f"\nwall {time.perf_counter() - start:.0f} s (stored scores are free); load average {load:.1f}")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""Zero-cost scores on real small networks: hand-checked values, real NB201 / CNN / PTB children."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nas_env import zero_cost as zc
+from nas_env.architecture import CnnArchitecture
+from nas_env.builders.nb201 import NB201Network
+from nas_env.evaluators.zero_cost import ZeroCostEvaluator
+from nas_env.search_spaces.nb201 import NB201Architecture
+
+
+def tiny_conv() -> nn.Module:
+    """conv 3->4 (3x3, no bias), ReLU, global pooling, linear 4->2: 108 + 10 parameters."""
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1, bias=False),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 2),
+    )
+
+
+def test_params_and_flops_of_a_tiny_conv() -> None:
+    model = tiny_conv()
+    assert zc.params(model) == 3 * 4 * 9 + 4 * 2 + 2
+    # 8x8 outputs x 4 channels x (3 inputs x 9 taps), then 2 outputs x 4 inputs
+    assert zc.flops(model, (3, 8, 8)) == 8 * 8 * 4 * 27 + 2 * 4
+
+
+def test_synflow_of_a_linear_chain_is_depth_times_the_product_of_abs_weights() -> None:
+    torch.manual_seed(0)
+    chain = nn.Sequential(nn.Linear(3, 4, bias=False), nn.Linear(4, 2, bias=False))
+    w1, w2 = (layer.weight.detach().double().abs() for layer in chain)
+    flow = float(torch.ones(2, dtype=torch.float64) @ w2 @ w1 @ torch.ones(3, dtype=torch.float64))
+    # R = 1^T |W2| |W1| 1 is linear in each layer: sum_ij w_ij dR/dw_ij = R per layer, 2 R in all
+    assert zc.synflow(chain, (3,)) == pytest.approx(2 * flow, rel=1e-12)
+    # batch norm is dropped (the reference's bn=False), and the model itself is untouched
+    with_bn = nn.Sequential(chain[0], nn.BatchNorm1d(4), chain[1])
+    assert zc.synflow(with_bn, (3,)) == pytest.approx(2 * flow, rel=1e-12)
+    assert chain[0].weight.min() < 0 and chain[0].weight.dtype == torch.float32
+
+
+def test_naswot_is_the_log_determinant_of_the_hamming_kernel() -> None:
+    # codes [1, 0] and [1, 1]: the kernel counts agreeing units, [[2, 1], [1, 2]], det 3
+    x = torch.tensor([[1.0, -1.0], [1.0, 1.0]])
+    assert zc.naswot(nn.Sequential(nn.ReLU()), x) == pytest.approx(math.log(3))
+    with pytest.raises(ValueError, match=r"naswot needs nn\.ReLU"):
+        zc.naswot(nn.Sequential(nn.Linear(2, 2)), x)
+
+
+def test_jacob_cov_of_a_linear_map_sees_perfectly_correlated_gradients() -> None:
+    # every image's input gradient is W^T 1: the correlation matrix is all ones, eigenvalues n, 0...
+    model, n, k = nn.Linear(5, 3, bias=False), 4, zc.JACOB_COV_K
+    expected = -(math.log(n + k) + 1 / (n + k) + (n - 1) * (math.log(k) + 1 / k))
+    assert zc.jacob_cov(model, torch.randn(n, 5)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_snip_and_grad_norm_against_autograd_by_hand() -> None:
+    torch.manual_seed(0)
+    model, x, y = tiny_conv(), torch.randn(6, 3, 8, 8), torch.randint(0, 2, (6,))
+    weights = [model[0].weight, model[4].weight]  # the weights: conv kernel and linear matrix
+    grads = torch.autograd.grad(F.cross_entropy(model(x), y), weights)
+    assert zc.snip(model, x, y) == pytest.approx(
+        sum(float((w.detach() * g).abs().sum()) for w, g in zip(weights, grads, strict=True))
+    )
+    assert zc.grad_norm(model, x, y) == pytest.approx(sum(float(g.norm()) for g in grads))
+
+
+CUT = NB201Architecture.from_str(  # node 3 reads only node 2, which reads nothing: output cut off
+    "|none~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|"
+)
+CONV = NB201Architecture(("nor_conv_3x3",) * 6)
+
+
+def test_live_params_drops_everything_a_cut_cell_disconnects() -> None:
+    torch.manual_seed(0)
+    cut = NB201Network(CUT, cells_per_stage=1)
+    assert zc.live_params(cut, (3, 8, 8)) == 10  # only the classifier's bias still matters
+    conv = NB201Network(CONV, cells_per_stage=1)
+    batchnorm = sum(
+        p.numel() for m in conv.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()
+    )
+    assert zc.live_params(conv, (3, 8, 8)) == zc.params(conv) - batchnorm
+    assert zc.synflow(cut, (3, 8, 8)) == 0 < zc.synflow(conv, (3, 8, 8))
+
+
+def test_measure_shares_passes_but_gives_each_functions_value() -> None:
+    torch.manual_seed(0)
+    arch = NB201Architecture.from_str(
+        "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|avg_pool_3x3~0|none~1|nor_conv_3x3~2|"
+    )
+    model = NB201Network(arch, channels=8, cells_per_stage=1)
+    x, y = torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))
+    shared = zc.measure(list(zc.SCORES), model, x, y)
+    alone = {name: fn(model, x, y) for name, fn in zc.SCORES.items()}
+    assert shared.keys() == alone.keys()
+    for name in zc.SCORES:
+        assert shared[name] == pytest.approx(alone[name], rel=1e-5), name
+    assert all(math.isfinite(v) for v in shared.values())
+
+
+def test_ensemble_is_the_mean_of_scaled_logs() -> None:
+    values = {"live_params": math.e**2, "naswot": 3.0, "synflow": 0.0}
+    weights = {"live_params": 1.0, "naswot": 1.0}
+    expected = (2 / zc.SCALES["live_params"] + 3 / zc.SCALES["naswot"]) / 2
+    assert zc.ensemble(values, weights) == pytest.approx(expected)
+    assert zc.ensemble(values, {"synflow": 1.0}) == -math.inf  # nothing flows: the worst
+
+
+def test_evaluator_scores_nb201_cells_deterministically(data_dir: Path) -> None:
+    evaluator = ZeroCostEvaluator("nb201", "ensemble", batch_size=8, data_dir=data_dir, download=False)
+    first = evaluator.evaluate(CONV, seed=3)
+    assert first.status == "ok"
+    assert set(first.metrics) == set(evaluator.metric_names)
+    assert first.metrics == evaluator.evaluate(CONV, seed=3).metrics  # same seed, same bits
+    assert first.metrics != evaluator.evaluate(CONV, seed=4).metrics  # other weights
+    assert evaluator.evaluate(CUT, seed=3).metrics["zero_cost"] == -math.inf
+    assert first.num_params == zc.params(NB201Network(CONV, cells_per_stage=1))
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    evaluator.evaluate(CONV, seed=3)
+    assert torch.rand(1) == before  # the caller's global generator is left alone
+
+
+def test_fingerprint_keys_every_setting(data_dir: Path) -> None:
+    base = ZeroCostEvaluator("nb201", "synflow", data_dir=data_dir)
+    others = [
+        ZeroCostEvaluator("nb201", "naswot", data_dir=data_dir),
+        ZeroCostEvaluator("nb201", "synflow", batch_size=32, data_dir=data_dir),
+        ZeroCostEvaluator("nb201", "synflow", batch_seed=1, data_dir=data_dir),
+        ZeroCostEvaluator("nb201", "synflow", network=(16, 5), data_dir=data_dir),
+        ZeroCostEvaluator("cnn", "synflow", data_dir=data_dir),
+    ]
+    assert len({base.fingerprint, *(e.fingerprint for e in others)}) == 1 + len(others)
+    assert ZeroCostEvaluator("nb201", "synflow", device="cpu").fingerprint == base.fingerprint
+
+
+def test_evaluator_scores_a_cnn_child(data_dir: Path) -> None:
+    arch = CnnArchitecture.from_str("3x3:8 | 5x5:8 <0 | 3x3:16 <0,1")
+    evaluator = ZeroCostEvaluator("cnn", "naswot", batch_size=16, data_dir=data_dir, download=False)
+    result = evaluator.evaluate(arch, seed=0)
+    assert result.status == "ok" and np.isfinite(result.metrics["zero_cost"])
+    assert result.metrics["zero_cost"] == result.metrics["zc_naswot"]
+
+
+def test_evaluator_scores_a_ptb_cell(data_dir: Path) -> None:
+    from nas_env.search_spaces.rnn_cell import RnnCellSearchSpace
+
+    space = RnnCellSearchSpace()
+    arch = space.decode(space.sample(np.random.default_rng(0)))
+    evaluator = ZeroCostEvaluator(
+        "ptb", "snip", batch_size=4, data_dir=data_dir, download=False, network=(16, 1)
+    )
+    result = evaluator.evaluate(arch, seed=0)
+    assert result.status == "ok" and result.metrics["zero_cost"] > 0
+    assert result.metrics == evaluator.evaluate(arch, seed=0).metrics
+
+
+def test_bad_arguments_name_the_allowed_values() -> None:
+    with pytest.raises(
+        ValueError, match=r"zero_cost='synflw' is not allowed.*'naswot'.*Did you mean 'synflow'"
+    ):
+        ZeroCostEvaluator("nb201", "synflw")
+    with pytest.raises(ValueError, match=r"space='nb202'.*\['cnn', 'nb201', 'ptb'\]"):
+        ZeroCostEvaluator("nb202", "synflow")
+    with pytest.raises(ValueError, match=r"ptb space.*'synflow'.*\['params', 'snip', 'grad_norm'\]"):
+        ZeroCostEvaluator("ptb", "synflow")
+    with pytest.raises(ValueError, match="batch_size"):
+        ZeroCostEvaluator("nb201", "synflow", batch_size=1)
+    with pytest.raises(ValueError, match="zero_cost='flop'"):
+        zc.score("flop", tiny_conv(), torch.randn(2, 3, 8, 8), torch.zeros(2, dtype=torch.long))
+
+
+@pytest.mark.gpu
+def test_scores_on_cuda_match_cpu() -> None:
+    torch.manual_seed(0)
+    model = NB201Network(CONV, channels=8, cells_per_stage=1)
+    x, y = torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))
+    cpu = zc.measure(list(zc.SCORES), model, x, y)
+    gpu = zc.measure(list(zc.SCORES), model.cuda(), x.cuda(), y.cuda())
+    for name in zc.SCORES:
+        assert gpu[name] == pytest.approx(cpu[name], rel=1e-3), name
