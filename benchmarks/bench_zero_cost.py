@@ -35,6 +35,7 @@ from nas_env.store import ResultsStore
 
 TARGET = "cifar10_test_acc_200ep"
 CANDIDATES: tuple[tuple[str, ...], ...] = (
+    ("live_params", "jacob_cov"),
     ("live_params", "naswot"),
     ("live_params", "synflow"),
     ("naswot", "synflow"),
@@ -44,7 +45,7 @@ CANDIDATES: tuple[tuple[str, ...], ...] = (
     ("synflow", "jacob_cov", "snip"),
     ("live_params", "naswot", "synflow", "jacob_cov"),
 )
-"""Rank-average ensembles tried on the design half (equal weights)."""
+"""Ensembles tried on the design half (equal weights), as rank averages and as per-child scaled logs."""
 
 
 def kendall(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
@@ -136,14 +137,16 @@ def nb201_section(args: argparse.Namespace, store: ResultsStore) -> list[str]:
     archs = [NB201Architecture.from_index(int(i)) for i in indices]
     # every single score in one evaluation; the key does not depend on any ensemble's definition
     evaluator = ZeroCostEvaluator(
-        "nb201", "params", args.batch_size, data_dir=args.data_dir, extra_scores=tuple(zc.SCORES)
+        "nb201", "params", args.batch_size, data_dir=args.data_dir, extra_scores=tuple(args.scores)
     )
     values = score_all(evaluator, store, archs, args.weight_seed, "nb201")
     truth = truth_all[indices]
     half = args.cells // 2
     parts = {"design": slice(0, half), "held-out": slice(half, None), "all": slice(None)}
-    ens_scores = {f"ensemble {'+'.join(names)}": log_ensemble(values, names) for names in CANDIDATES}
-    timed = time_scores(evaluator, archs[: args.time_cells], [*zc.SCORES, args.zero_cost])
+    candidates = [names for names in CANDIDATES if set(names) <= set(values)]
+    ens_scores = {f"ensemble {'+'.join(names)}": log_ensemble(values, names) for names in candidates}
+    reward = set(zc.components(args.zero_cost)) <= set(values)
+    timed = time_scores(evaluator, archs[: args.time_cells], [*values, *([args.zero_cost] if reward else [])])
     lines = [
         f"NB201: {args.cells} cells drawn uniformly without replacement (NumPy seed {args.seed}); "
         f"design = first {half}, held-out = the other {args.cells - half}; truth: {TARGET}",
@@ -158,19 +161,45 @@ def nb201_section(args: argparse.Namespace, store: ResultsStore) -> list[str]:
         sec = f"{secs:8.3f}" if secs is not None else " " * 8
         return f"{name:42s} {taus} {spearman(column, truth):8.3f}  {sec}"
 
-    for name in zc.SCORES:
+    for name in values:
         lines.append(row(name, values[name], timed.get(name)))
     for name, column in ens_scores.items():
         lines.append(row(name, column, None))
-    for names in CANDIDATES:
+    for names in candidates:
         lines.append(row(f"rank-average {'+'.join(names)}", rank_average([values[n] for n in names]), None))
-    lines.append(
-        row(
-            f"{args.zero_cost} (the reward: {zc.ENSEMBLES.get(args.zero_cost)})",
-            _reward(values, args),
-            timed[args.zero_cost],
-        )
+    if reward:
+        label = f"{args.zero_cost} (the reward: {zc.ENSEMBLES.get(args.zero_cost)})"
+        lines.append(row(label, _reward(values, args), timed[args.zero_cost]))
+    return lines
+
+
+def cnn_section(args: argparse.Namespace, store: ResultsStore) -> list[str]:
+    """Every score of bench_fidelity's random 6-layer children, and tau against their stored proxy."""
+    from nas_env.evaluators.training import CifarTrainingEvaluator
+    from nas_env.search_spaces.cnn import CnnSearchSpace
+
+    space = CnnSearchSpace(num_layers=6)
+    rng = np.random.default_rng(args.seed)
+    archs = [space.decode(space.sample(rng)) for _ in range(args.children)]
+    evaluator = ZeroCostEvaluator(
+        "cnn", "params", args.batch_size, data_dir=args.data_dir, extra_scores=tuple(args.scores)
     )
+    values = score_all(evaluator, store, archs, args.weight_seed, "cnn")
+    timed = time_scores(evaluator, archs, list(values))
+    proxy_key = f"{CifarTrainingEvaluator('proxy').fingerprint}:s0"
+    trained = ResultsStore(args.fidelity_store) if os.path.exists(args.fidelity_store) else None
+    found = [trained.lookup(a.to_str(), proxy_key) if trained is not None else None for a in archs]
+    known = [i for i, f in enumerate(found) if f is not None]
+    proxy = np.array([100 * found[i][0].metrics["val_accuracy"] for i in known])  # type: ignore[index]
+    lines = [
+        f"\nCNN space: {args.children} random 6-layer children (CnnSearchSpace, NumPy seed {args.seed}); "
+        f"{len(known)} have a proxy reward (training seed 0) in {args.fidelity_store}; "
+        "the long reference is not measured here",
+        f"{'score':42s} {'tau vs proxy':>12s}   s/child",
+    ]
+    for name, column in values.items():
+        tau = kendall(column[known], proxy) if len(known) >= 2 else math.nan
+        lines.append(f"{name:42s} {tau:12.3f}  {timed[name]:8.3f}")
     return lines
 
 
@@ -185,13 +214,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--space", choices=("nb201",), default="nb201")
+    parser.add_argument("--space", choices=("nb201", "cnn", "both"), default="nb201")
+    parser.add_argument("--children", type=int, default=12, help="CNN children in the sample")
+    parser.add_argument(
+        "--fidelity-store",
+        default="runs/bench_fidelity.sqlite",
+        help="bench_fidelity's store, read for the CNN children's proxy rewards",
+    )
     parser.add_argument("--cells", type=int, default=2000, help="NB201 cells in the sample (split in halves)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the sample")
     parser.add_argument("--weight-seed", type=int, default=0, help="seeds every network's weights")
     parser.add_argument("--batch-size", type=int, default=64, help="images in the scoring minibatch")
     parser.add_argument(
         "--zero-cost", default="ensemble", help=f"the reward's score, of {list(zc.ALL_SCORES)}"
+    )
+    parser.add_argument(
+        "--scores", default=",".join(zc.SCORES), help=f"comma-separated single scores, of {list(zc.SCORES)}"
     )
     parser.add_argument("--time-cells", type=int, default=50, help="cells timed per score")
     parser.add_argument("--table", default=None, help="NB201 table (default: $NAS_ENV_DATA/nb201/...)")
@@ -203,12 +241,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         zc.check_score(args.zero_cost)
     except ValueError as exc:
         parser.error(str(exc))
+    args.scores = [s for s in args.scores.split(",") if s]
+    for name in args.scores:
+        if name not in zc.SCORES:
+            parser.error(f"--scores: {name!r} is not a single score; expected some of {list(zc.SCORES)}")
     if args.cells < 4 or args.cells > NUM_CELLS:
         parser.error(f"--cells must be in 4..{NUM_CELLS}, got {args.cells}")
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    lines = nb201_section(args, ResultsStore(args.store))
+    store = ResultsStore(args.store)
+    lines = []
+    if args.space in ("nb201", "both"):
+        lines += nb201_section(args, store)
+    if args.space in ("cnn", "both"):
+        lines += cnn_section(args, store)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
     print(f"\nwall {time.perf_counter() - start:.0f} s (stored scores are free); load average {load:.1f}")
     print("\n".join(lines))

@@ -14,7 +14,7 @@ from torch import nn
 from nas_env import zero_cost as zc
 from nas_env.architecture import CnnArchitecture
 from nas_env.builders.nb201 import NB201Network
-from nas_env.evaluators.zero_cost import ZeroCostEvaluator
+from nas_env.evaluators.zero_cost import WORST_REWARD, ZeroCostEvaluator, zero_cost_reward
 from nas_env.search_spaces.nb201 import NB201Architecture
 
 
@@ -123,7 +123,9 @@ def test_evaluator_scores_nb201_cells_deterministically(data_dir: Path) -> None:
     assert set(first.metrics) == set(evaluator.metric_names)
     assert first.metrics == evaluator.evaluate(CONV, seed=3).metrics  # same seed, same bits
     assert first.metrics != evaluator.evaluate(CONV, seed=4).metrics  # other weights
-    assert evaluator.evaluate(CUT, seed=3).metrics["zero_cost"] == -math.inf
+    cut = evaluator.evaluate(CUT, seed=3)
+    assert cut.metrics["zero_cost"] == -math.inf and zero_cost_reward(cut) == WORST_REWARD
+    assert zero_cost_reward(first) == first.metrics["zero_cost"] > WORST_REWARD
     assert first.num_params == zc.params(NB201Network(CONV, cells_per_stage=1))
     torch.manual_seed(123)
     before = torch.rand(1)
@@ -150,7 +152,7 @@ def test_evaluator_scores_a_cnn_child(data_dir: Path) -> None:
     evaluator = ZeroCostEvaluator("cnn", "naswot", batch_size=16, data_dir=data_dir, download=False)
     result = evaluator.evaluate(arch, seed=0)
     assert result.status == "ok" and np.isfinite(result.metrics["zero_cost"])
-    assert result.metrics["zero_cost"] == result.metrics["zc_naswot"]
+    assert result.metrics["zero_cost"] == pytest.approx(result.metrics["zc_naswot"] / zc.SCALES["naswot"])
 
 
 def test_evaluator_scores_a_ptb_cell(data_dir: Path) -> None:
@@ -162,7 +164,10 @@ def test_evaluator_scores_a_ptb_cell(data_dir: Path) -> None:
         "ptb", "snip", batch_size=4, data_dir=data_dir, download=False, network=(16, 1)
     )
     result = evaluator.evaluate(arch, seed=0)
-    assert result.status == "ok" and result.metrics["zero_cost"] > 0
+    assert result.status == "ok" and result.metrics["zc_snip"] > 0
+    assert result.metrics["zero_cost"] == pytest.approx(
+        math.log(result.metrics["zc_snip"]) / zc.SCALES["snip"]
+    )
     assert result.metrics == evaluator.evaluate(arch, seed=0).metrics
 
 

@@ -33,6 +33,15 @@ ZERO_COST_METRIC = "zero_cost"
 """Metric holding the chosen score; each member score is also reported as ``zc_<name>``."""
 VERSION = 1
 """Bumped when a score's definition changes (part of the fingerprint)."""
+WORST_REWARD = -100.0
+"""Reward of a child whose score is not finite (nothing flows through it): below every finite
+score, which :func:`nas_env.zero_cost.combine` puts on a scale of order one."""
+
+
+def zero_cost_reward(result: EvalResult) -> float:
+    """The reward of a zero-cost evaluation: its ``zero_cost`` metric, or :data:`WORST_REWARD`."""
+    value = float(result.metrics[ZERO_COST_METRIC])
+    return value if math.isfinite(value) else WORST_REWARD
 
 
 class ZeroCostEvaluator(Evaluator):
@@ -49,7 +58,8 @@ class ZeroCostEvaluator(Evaluator):
         data_dir: Root of the datasets; defaults to ``$NAS_ENV_DATA``.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...
         download: Download the dataset (md5-checked) when it is not found.
-        resolution: Image side (CIFAR's 32, or 16 / 8 average-pooled as the proxy presets train).
+        resolution: Image side (CIFAR's 32, or 16 / 8 average-pooled); ``None``: the resolution the
+            space's ``proxy`` preset trains at (CNN 16, NB201 32). Ignored for PTB.
         network: The network the cell is built into: NB201 ``(channels, cells_per_stage)``
             (default: the ``proxy`` preset's, which the env's trained mode trains); PTB
             ``(hidden_size, num_layers)`` (default: the ``proxy`` preset's). Ignored for CNN.
@@ -70,7 +80,7 @@ class ZeroCostEvaluator(Evaluator):
         data_dir: str | os.PathLike[str] | None = None,
         device: str | torch.device = "auto",
         download: bool = True,
-        resolution: int = 32,
+        resolution: int | None = None,
         network: tuple[int, int] | None = None,
         extra_scores: tuple[str, ...] = (),
     ) -> None:
@@ -83,6 +93,8 @@ class ZeroCostEvaluator(Evaluator):
             for member in zero_cost_members:
                 check_choice(f"zero_cost member on the ptb space (of {zero_cost!r})", member, PTB_SCORES)
         check_range("batch_size", batch_size, 2, 4096)
+        if resolution is None:
+            resolution = _default_resolution(space)
         check_choice("resolution", resolution, (8, 16, 32))
         self.space = space
         self.zero_cost = zero_cost
@@ -178,6 +190,12 @@ class ZeroCostEvaluator(Evaluator):
         metrics = {ZERO_COST_METRIC: zc.combine(self.zero_cost, values)}
         metrics.update({f"zc_{k}": v for k, v in values.items()})
         return EvalResult("ok", metrics, num_params, time.perf_counter() - start, seed=seed)
+
+
+def _default_resolution(space: str) -> int:
+    from nas_env.training.recipes import FIDELITIES, NB201_FIDELITIES
+
+    return (NB201_FIDELITIES if space == "nb201" else FIDELITIES)["proxy"].resolution
 
 
 def _default_network(space: str) -> tuple[int, int]:
