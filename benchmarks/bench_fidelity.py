@@ -7,6 +7,11 @@ Two spaces, each on a seeded sample named in the output:
   NB201's 200-epoch training, averaged over its seeds), and the table's own 12-epoch validation
   accuracy on the same cells for reference. Uses ``$NAS_ENV_DATA/nb201/nb201_cifar10.csv`` when
   present (``--table`` overrides); the synthetic test table's made-up values only show the script runs.
+- ``ptb``: the NASCell, the LSTM and the tanh RNN as named references plus ``--rnn-cells`` random base-8
+  cells of NAS-PTB-v0 (``--seed``), each trained at each preset with two training seeds and at the long
+  ``reference`` recipe (:data:`PTB_REFERENCE`); tau of validation perplexities as for ``cnn``, and every
+  cell's perplexity per preset side by side. A cell whose training diverges ranks last (perplexity inf).
+  Not part of ``both``.
 - ``cnn``: ``--children`` random 6-layer children of NAS-CIFAR10-v0 (``--seed``), trained at each preset
   with two training seeds (seed-to-seed tau: does the preset rank reproducibly?) and at the long
   ``reference`` recipe (:data:`CNN_REFERENCE`, 10k images x 10 epochs at 32x32) with
@@ -19,7 +24,8 @@ share of the cores), and ``wall/child``, the wall-clock seconds this run spent p
 
 Every training result is kept in a SQLite store (``--store``) as soon as it is trained, so a killed
 run resumes and a rerun prints at once. ``--workers N`` trains N children at a time in worker
-processes, the cores divided between them. CIFAR-10 is read from ``$NAS_ENV_DATA``.
+processes, the cores divided between them. CIFAR-10 and Penn Treebank are read from ``$NAS_ENV_DATA``.
+The load average is printed at the start and end, since timings on a shared machine depend on it.
 
 Run: ``NAS_ENV_DATA=../shared/data python benchmarks/bench_fidelity.py --workers 2`` (both spaces,
 presets smoke and proxy and the long reference: about 2 hours on 2 CPU cores the first time;
@@ -30,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import tempfile
 import time
@@ -46,16 +53,25 @@ from nas_env.data.paths import data_roots
 from nas_env.envs.token_env import child_seed
 from nas_env.evaluators.base import Evaluator
 from nas_env.evaluators.nb201_training import NB201TrainingEvaluator
+from nas_env.evaluators.ptb import PtbTrainingEvaluator
 from nas_env.evaluators.tabular import load_nb201_table
 from nas_env.evaluators.training import CifarTrainingEvaluator
 from nas_env.search_spaces.cnn import CnnSearchSpace
 from nas_env.search_spaces.nb201 import NUM_CELLS, NB201Architecture
+from nas_env.search_spaces.rnn_cell import NASCELL, TANH_RNN, RnnCellSearchSpace
 from nas_env.store import ResultsStore
+from nas_env.training.ptb import PTB_FIDELITIES, PtbFidelity
 from nas_env.training.recipes import FIDELITIES, NB201_FIDELITIES, SHORT_TRAINING, Fidelity, Precision
+from nas_env.type_aliases import EvalResult
 
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 FIELD_TYPES: dict[str, type] = {f.name: type(getattr(Fidelity(), f.name)) for f in fields(Fidelity)}
 """Each recipe field and the type its ``--presets`` override is parsed as."""
+PTB_FIELD_TYPES: dict[str, type] = {
+    f.name: int if getattr(PtbFidelity(), f.name) is None else type(getattr(PtbFidelity(), f.name))
+    for f in fields(PtbFidelity)
+}
+"""The same for the PTB recipe (``train_tokens``/``valid_tokens``: an int, or ``none`` for all)."""
 _BOOLS = {"true": True, "1": True, "false": False, "0": False}
 TARGET = "cifar10_test_acc_200ep"
 SIGNAL = "cifar10_valid_acc_12ep"
@@ -67,11 +83,32 @@ key) alone. On a GPU this length ranked 12 random children with seed-to-seed tau
 0.85-0.91 against 30 epochs (issue 10), so it stands in for long training at a cost a CPU session
 can pay."""
 REFERENCE_LABEL = "10k x 10 epochs, 32x32"
+PTB_REFERENCE = PtbFidelity(
+    hidden_size=64,
+    epochs=1,
+    train_tokens=600_000,
+    valid_tokens=None,
+    batch_size=16,
+    bptt=35,
+    optimizer="adam",
+    lr=1e-2,
+    lr_schedule="cosine",
+    dropout=0.0,
+    init_scale=0.1,
+    eval_batch_size=16,
+    unigram_bias=True,
+)
+"""The PTB reference: the proxy's 64-unit model trained on 3x its tokens (the first 600k of the
+929k training tokens, one pass, Adam with a cosine decay) and scored on the whole 73k-token
+validation split. What a 2-core CPU session can pay for 15 cells (several minutes each); spelled out,
+not derived from ``proxy``, so reworking the proxy leaves the reference (and its cache key) alone."""
+PTB_REFERENCE_LABEL = "600k tokens, 64 units, full validation"
 
 
 def kendall_tau(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
-    """Kendall's tau-b (ties handled), O(n^2): fine for the tens of children trained here."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    """Kendall's tau-b (ties handled; infinities rank as the extremes), O(n^2): fine for tens of children."""
+    big = np.finfo(float).max
+    x, y = (np.nan_to_num(np.asarray(v, dtype=float), nan=np.nan, posinf=big, neginf=-big) for v in (x, y))
     i, j = np.triu_indices(len(x), 1)
     dx, dy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
     denom = math.sqrt(float(np.count_nonzero(dx)) * float(np.count_nonzero(dy)))
@@ -100,10 +137,32 @@ class Trainer:
         self, evaluator: Evaluator, archs: Sequence[Any], seed: int, label: str
     ) -> tuple[list, list]:
         """Validation accuracies (%) and seconds of ``archs`` at ``evaluator`` with training ``seed``."""
+        values, secs = self.scores(evaluator, archs, seed, label, "val_accuracy")
+        return [100 * v for v in values], secs
+
+    def scores(
+        self,
+        evaluator: Evaluator,
+        archs: Sequence[Any],
+        seed: int,
+        label: str,
+        metric: str,
+        failed_value: float | None = None,
+    ) -> tuple[list, list]:
+        """``metric`` and seconds of ``archs`` at ``evaluator`` with training ``seed``.
+
+        A child whose training fails stops the run, unless ``failed_value`` is given: it is then
+        stored as failed (not trained again) and scores ``failed_value``.
+        """
         key = f"{evaluator.fingerprint}:s{seed}"
-        results = {arch.to_str(): self.store.lookup(arch.to_str(), key) for arch in archs}
-        missing = [arch for arch in archs if results[arch.to_str()] is None]
-        requests = [(arch, child_seed(seed, arch.to_str())) for arch in missing]
+        results = {arch_name(arch): self.store.lookup(arch_name(arch), key) for arch in archs}
+        if failed_value is not None:
+            for row in self.store.rows(key):
+                if row["status"] == "failed" and results.get(str(row["arch"]), 0) is None:
+                    failed = EvalResult("failed", cost_s=float(row["cost_s"]), error=str(row["error"]))  # type: ignore[arg-type]
+                    results[str(row["arch"])] = (failed, failed_value)
+        missing = [arch for arch in archs if results[arch_name(arch)] is None]
+        requests = [(arch, child_seed(seed, arch_name(arch))) for arch in missing]
         pool = self.workers > 1  # inline, the local backend trains each child as it is harvested
         backend = (
             make_backend("pool", evaluator, num_workers=self.workers)
@@ -113,15 +172,16 @@ class Trainer:
         start = time.perf_counter()
         with backend:
             for n, (i, done) in enumerate(backend.as_completed(requests), 1):
-                arch_str, result = missing[i].to_str(), done.result
-                if result.status != "ok":
+                arch_str, result = arch_name(missing[i]), done.result
+                if result.status != "ok" and failed_value is None:
                     raise SystemExit(f"{arch_str} failed at {label}: {result.error}")
-                self.store.add(arch_str, key, result, result.metrics["val_accuracy"])
-                results[arch_str] = (result, result.metrics["val_accuracy"])
+                value = result.metrics[metric] if result.status == "ok" else failed_value
+                self.store.add(arch_str, key, result, value)
+                results[arch_str] = (result, value)
                 if self.verbose:
-                    acc = 100 * result.metrics["val_accuracy"]
+                    shown = f"{100 * value:5.1f}" if metric == "val_accuracy" else f"{value:7.1f}"
                     print(
-                        f"  [{label} seed {seed} {n:2d}/{len(missing)}] {acc:5.1f}  "
+                        f"  [{label} seed {seed} {n:2d}/{len(missing)}] {shown}  "
                         f"{result.cost_s:6.1f} s  {arch_str}",
                         flush=True,
                     )
@@ -130,45 +190,57 @@ class Trainer:
         wall[1] += len(missing)
         if self.verbose and len(missing) < len(archs):
             print(f"  [{label} seed {seed}] {len(archs) - len(missing)} of {len(archs)} cached", flush=True)
-        done_results = [results[arch.to_str()][0] for arch in archs]  # type: ignore[index]
-        return [100 * r.metrics["val_accuracy"] for r in done_results], [r.cost_s for r in done_results]
+        scored = [results[arch_name(arch)] for arch in archs]
+        return [value for _, value in scored], [r.cost_s for r, _ in scored]  # type: ignore[misc]
 
 
-def parse_preset(spec: str) -> tuple[str, dict[str, Any]]:
+def arch_name(arch: Any) -> str:
+    """The store key of an architecture (``"lstm"``, the PTB baseline, is its own name)."""
+    return arch if isinstance(arch, str) else arch.to_str()
+
+
+def parse_preset(spec: str, space: str = "cnn") -> tuple[str, dict[str, Any]]:
     """A ``--presets`` entry: a preset name, then ``:``-separated overrides of its recipe.
 
     ``"proxy"`` -> ``("proxy", {})``; ``"proxy:fp32"`` -> ``("proxy", {"precision": "fp32"})`` (a
     bare precision); ``"proxy:epochs=4:resolution=32"`` -> any :class:`Fidelity` fields, so a
-    variant of a preset is measured on the same sample (each variant is its own cache key).
+    variant of a preset is measured on the same sample (each variant is its own cache key). With
+    ``space="ptb"`` the presets and fields are :class:`PtbFidelity`'s (``"proxy:train_tokens=500000"``;
+    precisions do not apply).
 
     Raises:
         ValueError: Unknown preset, field or precision, or a value the field rejects (the message
             names the bad one and the allowed ones).
     """
+    presets, field_types = (PTB_FIDELITIES, PTB_FIELD_TYPES) if space == "ptb" else (FIDELITIES, FIELD_TYPES)
     name, *parts = spec.split(":")
-    if name not in FIDELITIES:
-        raise ValueError(f"--presets: unknown preset {name!r}; choose from {sorted(FIDELITIES)}")
+    if name not in presets:
+        raise ValueError(f"--presets: unknown preset {name!r}; choose from {sorted(presets)}")
     overrides: dict[str, Any] = {}
     for part in parts:
         field, sep, value = part.partition("=")
         if not sep:
+            if space == "ptb":
+                raise ValueError(f"--presets: {part!r} in {spec!r} is not FIELD=VALUE")
             if part not in PRECISIONS:
                 raise ValueError(
                     f"--presets: unknown precision {part!r} in {spec!r}; choose from {PRECISIONS} "
                     "or write FIELD=VALUE"
                 )
             overrides["precision"] = part
-        elif field not in FIELD_TYPES:
-            allowed = sorted(FIELD_TYPES)
+        elif field not in field_types:
+            allowed = sorted(field_types)
             raise ValueError(f"--presets: unknown field {field!r} in {spec!r}; choose from {allowed}")
+        elif space == "ptb" and field in ("train_tokens", "valid_tokens") and value.lower() == "none":
+            overrides[field] = None
         else:
-            kind = FIELD_TYPES[field]
+            kind = field_types[field]
             try:
                 overrides[field] = _BOOLS[value.lower()] if kind is bool else kind(value)
             except (KeyError, ValueError):
                 bad = f"--presets: {field}={value!r} in {spec!r}"
                 raise ValueError(f"{bad} is not of type {kind.__name__}") from None
-    FIDELITIES[name].replace(**overrides)  # validates the values now, before anything trains
+    presets[name].replace(**overrides)  # validates the values now, before anything trains
     return name, overrides
 
 
@@ -265,6 +337,81 @@ def nb201_section(trainer: Trainer, presets: list[str], args: argparse.Namespace
     return lines
 
 
+def ptb_sample(args: argparse.Namespace) -> list[tuple[str, Any]]:
+    """The named references, then ``--rnn-cells`` random base-8 cells (``--seed``): (label, arch)."""
+    space = RnnCellSearchSpace(base=8)
+    rng = np.random.default_rng(args.seed)
+    randoms = [(f"random {i}", space.decode(space.sample(rng))) for i in range(args.rnn_cells)]
+    return [("LSTM", "lstm"), ("NASCell", NASCELL), ("tanh RNN", TANH_RNN), *randoms]
+
+
+def ptb_section(trainer: Trainer, presets: list[str], args: argparse.Namespace) -> list[str]:
+    """Seed-to-seed tau and tau against the long reference of validation perplexities on PTB."""
+    sample = ptb_sample(args)
+    archs = [arch for _, arch in sample]
+    failed = math.inf  # a diverged child ranks below every trained one
+
+    def evaluator(fidelity: PtbFidelity) -> PtbTrainingEvaluator:
+        return PtbTrainingEvaluator(fidelity, data_dir=args.data_dir, device=args.device, download=False)
+
+    def perplexities(fidelity: PtbFidelity, seed: int, label: str) -> tuple[list, list]:
+        return trainer.scores(evaluator(fidelity), archs, seed, label, "val_perplexity", failed)
+
+    lines = [
+        f"PTB space: LSTM, NASCell, tanh RNN and {args.rnn_cells} random base-8 cells (RnnCellSearchSpace "
+        f"sample, seed {args.seed}); validation perplexity (inf: diverged)"
+    ]
+    runs_by_preset = {}
+    for preset in presets:
+        name, overrides = parse_preset(preset, "ptb")
+        fidelity = PTB_FIDELITIES[name].replace(**overrides)
+        runs_by_preset[preset] = [perplexities(fidelity, s, preset) for s in range(args.train_seeds)]
+    columns = {f"{p} s{s}": run[0] for p, runs in runs_by_preset.items() for s, run in enumerate(runs)}
+    reference = None
+    if args.reference:
+        ref_runs = [perplexities(PTB_REFERENCE, s, "reference") for s in range(args.reference_seeds)]
+        reference = np.exp(np.mean(np.log([ppl for ppl, _ in ref_runs]), axis=0))  # geometric mean
+        ref_tau = kendall_tau(ref_runs[0][0], ref_runs[1][0]) if len(ref_runs) > 1 else math.nan
+        seeds = f"geometric mean of {len(ref_runs)} seeds" if len(ref_runs) > 1 else "seed 0"
+        lines.append(
+            _row("reference", {"tau s0-s1": ref_tau}, [s for _, secs in ref_runs for s in secs])
+            + f"  ({PTB_REFERENCE_LABEL}; {seeds})"
+            + trainer.wall_per_child("reference")
+        )
+        columns["reference"] = list(reference)
+    for preset, runs in runs_by_preset.items():
+        taus = {"tau s0-s1": kendall_tau(runs[0][0], runs[1][0]) if len(runs) > 1 else math.nan}
+        if reference is not None:
+            for s, (ppl, _) in enumerate(runs):
+                taus[f"seed {s} vs reference"] = kendall_tau(ppl, reference)
+            if len(runs) > 1:
+                mean = np.exp(np.mean(np.log([ppl for ppl, _ in runs]), axis=0))
+                taus["mean vs reference"] = kendall_tau(mean, reference)
+        lines.append(_row(preset, taus, [s for run in runs for s in run[1]]) + trainer.wall_per_child(preset))
+        for s, (ppl, _) in enumerate(runs):
+            random_median = float(np.median(ppl[3:]))
+            named = dict(zip(("LSTM", "NASCell", "tanh RNN"), ppl[:3], strict=False))
+            beats = [n for n in ("LSTM", "NASCell") if named[n] < min(named["tanh RNN"], random_median)]
+            lines.append(
+                f"    seed {s}: "
+                + "  ".join(f"{n} {v:.1f}" for n, v in named.items())
+                + f"  median random {random_median:.1f};  better than the tanh RNN and the median random "
+                f"cell: {', '.join(beats) or 'neither'}"
+            )
+    widths = [max(12, len(c) + 2) for c in columns]
+    header = f"  {'cell':10s}" + "".join(f"{c:>{w}s}" for c, w in zip(columns, widths, strict=True))
+    lines += ["  validation perplexity per cell:", header + "  architecture"]
+    for i, (label, arch) in enumerate(sample):
+        values = "".join(f"{col[i]:{w}.1f}" for col, w in zip(columns.values(), widths, strict=True))
+        lines.append(f"  {label:10s}{values}  {arch_name(arch)}")
+    return lines
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages: timings on a shared machine depend on them."""
+    return " ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
 def default_table() -> str | None:
     """The real NB201 table under the data roots, if there is one."""
     for root in data_roots(None):
@@ -287,16 +434,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--space", choices=("both", "cnn", "nb201"), default="both")
+    parser.add_argument(
+        "--space", choices=("both", "cnn", "nb201", "ptb"), default="both", help="both: cnn and nb201"
+    )
     parser.add_argument(
         "--presets",
         default="smoke,proxy",
-        help=f"comma-separated, of {sorted(FIDELITIES)}; NAME:PRECISION ({'/'.join(PRECISIONS)}) "
-        "overrides a preset's precision (proxy:fp32: what bf16 costs in ranking), NAME:FIELD=VALUE "
-        "any recipe field (proxy:epochs=4:resolution=32)",
+        help=f"comma-separated, of {sorted(FIDELITIES)} (PTB: {sorted(PTB_FIDELITIES)}); "
+        f"NAME:PRECISION ({'/'.join(PRECISIONS)}) overrides a preset's precision (proxy:fp32: what bf16 "
+        "costs in ranking), NAME:FIELD=VALUE "
+        "any recipe field (proxy:epochs=4:resolution=32; PTB: proxy:train_tokens=500000)",
     )
     parser.add_argument("--children", type=int, default=12, help="CNN children in the sample")
     parser.add_argument("--cells", type=int, default=24, help="NB201 cells in the sample")
+    parser.add_argument(
+        "--rnn-cells", type=int, default=12, help="random base-8 PTB cells, besides LSTM, NASCell, tanh RNN"
+    )
     parser.add_argument(
         "--train-seeds", type=int, default=2, help="training seeds per preset (2: seed-to-seed tau)"
     )
@@ -311,15 +464,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--table", default=None, help="NB201 table (default: $NAS_ENV_DATA/nb201/...)")
     parser.add_argument("--store", default="runs/bench_fidelity.sqlite", help="results kept between runs")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--data-dir", default=None, help="CIFAR-10 root (default: $NAS_ENV_DATA)")
+    parser.add_argument(
+        "--data-dir", default=None, help="root of the CIFAR-10 and ptb/ data (default: $NAS_ENV_DATA)"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args(argv)
     presets = [p for p in args.presets.split(",") if p]
     for preset in presets:
         try:
-            parse_preset(preset)
+            parse_preset(preset, "ptb" if args.space == "ptb" else "cnn")
         except ValueError as exc:
             parser.error(str(exc))
+    if args.rnn_cells < 1:
+        parser.error(f"--rnn-cells must be >= 1 (the sample also holds 3 named cells), got {args.rnn_cells}")
     if min(args.children, args.cells) < 2 or min(args.train_seeds, args.reference_seeds) < 1:
         parser.error(
             "Kendall's tau needs --children and --cells >= 2, and --train-seeds and --reference-seeds >= 1"
@@ -335,6 +492,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         sections.append(cnn_section)
     if args.space in ("both", "nb201"):
         sections.append(nb201_section)
+    if args.space == "ptb":
+        sections.append(ptb_section)
+    load = load_average()
     lines = [line for section in sections for line in section(trainer, presets, args)]
     wall = time.perf_counter() - start
     procs = (
@@ -342,7 +502,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.workers > 1
         else f"threads {torch.get_num_threads()}"
     )
-    print(f"\n{procs}, wall {wall:.0f} s (cached results are free)")
+    loads = f"load average {load} at the start, {load_average()} at the end"
+    print(f"\n{procs}, wall {wall:.0f} s (cached results are free); {loads}")
     print("\n".join(lines))
 
 

@@ -96,8 +96,103 @@ def test_a_preset_variant_is_its_own_row_and_cache_key(tmp_path: Path, data_dir:
             ("--presets", "proxy:resolution=24"),
             "Fidelity.resolution=24 is not allowed; expected one of [32, 16, 8]",
         ),
+        (("--rnn-cells", "0"), "--rnn-cells must be >= 1 (the sample also holds 3 named cells), got 0"),
+        (
+            ("--space", "ptb", "--presets", "fast"),
+            "unknown preset 'fast'; choose from ['paper', 'proxy', 'smoke']",
+        ),
+        (
+            ("--space", "ptb", "--presets", "proxy:fp32"),
+            "--presets: 'fp32' in 'proxy:fp32' is not FIELD=VALUE",
+        ),
+        (
+            ("--space", "ptb", "--presets", "proxy:resolution=16"),
+            "unknown field 'resolution' in 'proxy:resolution=16'; choose from ['batch_size', 'bptt',",
+        ),
+        (
+            ("--space", "ptb", "--presets", "proxy:unigram_bias=maybe"),
+            "--presets: unigram_bias='maybe' in 'proxy:unigram_bias=maybe' is not of type bool",
+        ),
+        (
+            ("--space", "ptb", "--presets", "proxy:hidden_size=0"),
+            "PtbFidelity.hidden_size=0 must be a positive",
+        ),
+        (("--space", "rnn"), "argument --space: invalid choice: 'rnn'"),
     ],
 )
 def test_bad_arguments(args: tuple[str, ...], message: str) -> None:
     done = bench(*args, timeout=60)
     assert done.returncode == 2 and message in done.stderr
+
+
+def test_ptb_space_side_by_side_then_from_the_store(tmp_path: Path) -> None:
+    """``--space ptb`` on real Penn Treebank at the smoke preset (4k tokens): the LSTM, NASCell and
+    tanh RNN plus 2 random base-8 cells, two seeds, tau and every cell's perplexity side by side;
+    a rerun reads everything from the store."""
+    store = tmp_path / "ptb.sqlite"
+    args = (
+        "--space",
+        "ptb",
+        "--presets",
+        "smoke",
+        "--rnn-cells",
+        "2",
+        "--no-reference",
+        "--store",
+        str(store),
+    )
+    first = bench(*args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    out = first.stdout
+    assert re.search(r"^PTB space: LSTM, NASCell, tanh RNN and 2 random base-8 cells", out, re.M), out
+    assert re.search(r"^  smoke\s+tau s0-s1\s+-?\d\.\d{3}\s+s/child mean", out, re.M), out
+    assert re.search(
+        r"^    seed 1: LSTM \d+\.\d  NASCell \d+\.\d  tanh RNN \d+\.\d  median random", out, re.M
+    )
+    rows = re.findall(r"^  (LSTM|NASCell|tanh RNN|random \d)\s+(\d+\.\d)\s+(\d+\.\d)  (.+)$", out, re.M)
+    assert [r[0] for r in rows] == ["LSTM", "NASCell", "tanh RNN", "random 0", "random 1"], out
+    assert rows[0][3] == "lstm" and rows[2][3] == "add:identity add:identity / add:tanh"
+    assert all(1 < float(ppl) < 10_000 * 3 for r in rows for ppl in r[1:3])  # trained a little from 10k
+    with sqlite3.connect(store) as db:  # 5 cells x 2 seeds
+        assert db.execute("SELECT COUNT(*) FROM evaluations WHERE status = 'ok'").fetchone()[0] == 10
+    again = bench(*args)
+    assert again.returncode == 0 and "5 of 5 cached" in again.stdout
+    assert figures(again.stdout) == [re.sub(r"  wall/child .*", "", line) for line in figures(out)]
+
+
+def test_ptb_diverged_cells_rank_last_and_are_not_retrained(tmp_path: Path) -> None:
+    """A recipe whose children all blow up: each is stored as failed, printed as inf, tau is
+    undefined (all tied), and a rerun trains nothing again."""
+    store = tmp_path / "ptb.sqlite"
+    diverging = "smoke:optimizer=sgd:lr=1e12:grad_clip=1e30:init_scale=2.0"
+    args = ("--space", "ptb", "--presets", diverging, "--rnn-cells", "1", "--train-seeds", "1")
+    done = bench(*args, "--no-reference", "--store", str(store))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert re.search(rf"^  {re.escape(diverging)}\s+tau s0-s1\s+nan", done.stdout, re.M), done.stdout
+    assert re.search(r"^  LSTM\s+inf  lstm$", done.stdout, re.M), done.stdout
+    with sqlite3.connect(store) as db:
+        assert db.execute("SELECT status, COUNT(*) FROM evaluations").fetchall() == [("failed", 4)]
+    again = bench(*args, "--no-reference", "--store", str(store))
+    assert again.returncode == 0 and "4 of 4 cached" in again.stdout
+    with sqlite3.connect(store) as db:
+        assert db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0] == 4
+
+
+def test_ptb_reference_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """The reference path on tiny data: the long reference replaced by a 2-epoch smoke recipe, two
+    reference seeds; each preset seed and the seeds' mean get a tau against it."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import bench_fidelity
+
+    from nas_env.training.ptb import PTB_FIDELITIES
+
+    monkeypatch.setattr(bench_fidelity, "PTB_REFERENCE", PTB_FIDELITIES["smoke"].replace(epochs=2))
+    args = ["--space", "ptb", "--presets", "smoke", "--rnn-cells", "2", "--reference-seeds", "2"]
+    bench_fidelity.main([*args, "--threads", "1", "--store", str(tmp_path / "ptb.sqlite")])
+    out = capsys.readouterr().out
+    assert re.search(
+        r"^  reference\s+tau s0-s1\s+-?\d\.\d{3}\s+s/child.*geometric mean of 2 seeds", out, re.M
+    )
+    taus = r"tau s0-s1\s+-?\d\.\d{3}\s+seed 0 vs reference\s+-?\d\.\d{3}\s+seed 1 vs reference\s+-?\d\.\d{3}"
+    assert re.search(rf"^  smoke\s+{taus}\s+mean vs reference\s+-?\d\.\d{{3}}", out, re.M), out
+    assert re.search(r"^  cell\s+smoke s0\s+smoke s1\s+reference  architecture$", out, re.M), out

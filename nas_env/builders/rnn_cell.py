@@ -392,6 +392,16 @@ class RnnLanguageModel(nn.Module):
             new_state.append(s)
         return self.decoder(x), new_state
 
+    @torch.no_grad()
+    def init_unigram_bias(self, tokens: torch.Tensor) -> None:
+        """Set the softmax bias to the log unigram frequencies of ``tokens`` (add-one smoothed).
+
+        The untrained model then predicts the unigram distribution, so training starts from there
+        instead of spending its first few hundred steps learning word frequencies.
+        """
+        counts = torch.bincount(tokens.flatten().cpu(), minlength=self.decoder.out_features).double() + 1
+        self.decoder.bias.copy_((counts / counts.sum()).log())
+
 
 def build_language_model(
     arch: RnnCellArchitecture | str,

@@ -7,9 +7,11 @@ Fidelity presets, like the CNN ones (:mod:`nas_env.training.recipes`):
   has about the medium LSTM's 20M parameters), and Zaremba's medium training: SGD with learning
   rate 1 decayed by 1.2 per epoch after epoch 6, gradient norm clipped at 5, dropout 0.5, weights
   in U(-0.05, 0.05), batch 20, 35 unrolled steps. Hours per child on a GPU.
-- ``proxy`` (default of the envs): a small model trained on a fixed prefix of the training split
-  with Adam and a cosine learning-rate decay, scored on a prefix of the validation split, so that
-  a base-8 child takes at most about 60 s on 2 CPU cores (see ``benchmarks/bench_cell.py``).
+- ``proxy`` (default of the envs): a small (64-unit) model trained on a fixed prefix of the
+  training split with Adam and a cosine learning-rate decay, its softmax bias started at the
+  unigram frequencies, scored on a prefix of the validation split. Chosen by how well it ranks
+  cells against a longer training (``benchmarks/bench_fidelity.py --space ptb``; figures in
+  docs/ptb.md), at well under a minute per base-8 child on 2 CPU cores.
 - ``smoke``: seconds; only checks that everything runs.
 
 Minibatches are contiguous streams (no shuffling); the only randomness is the weights and the
@@ -29,11 +31,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nas_env.builders.rnn_cell import RnnLanguageModel
 from nas_env.data.ptb import PtbCorpus
 from nas_env.errors import check_choice
 
 PTB_TRAINER_VERSION = 1
 """Bumped whenever this training code changes results; part of every cache key."""
+_ADDED_FIELDS: dict[str, object] = {"unigram_bias": False}
+"""Fields added after the first presets, with their defaults: they enter the fingerprint only when
+set otherwise, so the cache keys of recipes that do not use them stay what they were."""
 Optimizer = Literal["sgd", "adam"]
 LrSchedule = Literal["step", "cosine"]
 
@@ -76,6 +82,10 @@ class PtbFidelity:
     """L2 weight decay (Zaremba: none)."""
     eval_batch_size: int = 10
     """Streams when scoring validation and test text (the usual choice: 10)."""
+    unigram_bias: bool = False
+    """Start the softmax bias at the log unigram frequencies of the training tokens, so a short run
+    spends its steps on context instead of first learning word frequencies (a plateau of a few
+    hundred steps near the unigram perplexity otherwise)."""
 
     def __post_init__(self) -> None:
         """Validate every field, naming the bad value."""
@@ -106,6 +116,8 @@ class PtbFidelity:
                 f"PtbFidelity has a bad optimiser setting: lr={self.lr}, lr_decay={self.lr_decay}, "
                 f"grad_clip={self.grad_clip}, weight_decay={self.weight_decay}"
             )
+        if not isinstance(self.unigram_bias, bool):
+            raise ValueError(f"PtbFidelity.unigram_bias={self.unigram_bias!r} must be True or False")
         if not 0 <= self.dropout < 1 or not self.init_scale > 0:
             raise ValueError(
                 f"PtbFidelity.dropout={self.dropout} must be in [0, 1), init_scale={self.init_scale} > 0"
@@ -114,7 +126,8 @@ class PtbFidelity:
     @property
     def fingerprint(self) -> str:
         """Stable short hash of the recipe and trainer version: equal fingerprints, equal training."""
-        payload = json.dumps({**asdict(self), "trainer_version": PTB_TRAINER_VERSION}, sort_keys=True)
+        fields = {k: v for k, v in asdict(self).items() if k not in _ADDED_FIELDS or v != _ADDED_FIELDS[k]}
+        payload = json.dumps({**fields, "trainer_version": PTB_TRAINER_VERSION}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def replace(self, **changes: object) -> PtbFidelity:
@@ -124,22 +137,23 @@ class PtbFidelity:
 
 PTB_FIDELITIES: dict[str, PtbFidelity] = {
     "paper": PtbFidelity(),
-    # benchmarks/bench_cell.py: the base-8 NASCell LM at 128 units and batch 16 trains at ~3.8k
-    # tokens/s on one idle core, so 160k tokens plus 20k validation tokens take ~45 s. So short a
-    # run mostly scores how fast a cell starts to learn (perplexities ~700-900, near the unigram).
+    # Measured by benchmarks/bench_fidelity.py --space ptb (docs/ptb.md): ranks cells by validation
+    # perplexity after 200k tokens. The unigram bias and Adam at 1e-2 skip the unigram plateau that
+    # held every cell near 750 perplexity after 160k tokens at 3e-3; 64 units halve the softmax cost.
     "proxy": PtbFidelity(
-        hidden_size=128,
+        hidden_size=64,
         epochs=1,
-        train_tokens=160_000,
+        train_tokens=200_000,
         valid_tokens=20_000,
         batch_size=16,
         bptt=35,
         optimizer="adam",
-        lr=3e-3,
+        lr=1e-2,
         lr_schedule="cosine",
         dropout=0.0,
         init_scale=0.1,
         eval_batch_size=16,
+        unigram_bias=True,
     ),
     "smoke": PtbFidelity(
         hidden_size=32,
@@ -227,7 +241,7 @@ def _learning_rate(fidelity: PtbFidelity, epoch: int, step: int, total_steps: in
 
 
 def train_language_model(
-    model: nn.Module,
+    model: RnnLanguageModel,
     corpus: PtbCorpus,
     fidelity: PtbFidelity,
     device: torch.device | str = "cpu",
@@ -251,6 +265,8 @@ def train_language_model(
     start = time.perf_counter()
     model = model.to(device)
     train = batchify(corpus.train[: fidelity.train_tokens], fidelity.batch_size).to(device)
+    if fidelity.unigram_bias:
+        model.init_unigram_bias(corpus.train[: fidelity.train_tokens])
     valid = corpus.valid[: fidelity.valid_tokens]
     params = [p for p in model.parameters() if p.requires_grad]
     opt: torch.optim.Optimizer

@@ -1,0 +1,77 @@
+"""The PTB presets: the proxy's recipe, the unigram-bias start it relies on, and its validation."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from test_ptb_data import ptb_dir  # noqa: F401 - the real data root fixture
+
+from nas_env.builders.rnn_cell import build_language_model
+from nas_env.data.ptb import load_ptb
+from nas_env.search_spaces.rnn_cell import NASCELL
+from nas_env.training.ptb import PTB_FIDELITIES, PtbFidelity, evaluate_loss, train_language_model
+
+
+def test_proxy_preset_is_the_measured_recipe() -> None:
+    """The values docs/ptb.md measured (a change here must be re-measured with bench_fidelity --space ptb)."""
+    proxy = PTB_FIDELITIES["proxy"]
+    assert proxy.unigram_bias and (proxy.optimizer, proxy.lr, proxy.lr_schedule) == ("adam", 1e-2, "cosine")
+    assert (proxy.hidden_size, proxy.num_layers, proxy.epochs) == (64, 2, 1)
+    assert (proxy.train_tokens, proxy.valid_tokens, proxy.batch_size, proxy.bptt) == (200_000, 20_000, 16, 35)
+    assert proxy.dropout == 0.0
+    assert not PTB_FIDELITIES["paper"].unigram_bias  # Zaremba's recipe, unchanged
+
+
+def test_unigram_bias_starts_the_model_at_the_unigram_model(ptb_dir: Path) -> None:  # noqa: F811
+    """Untrained, a model with the unigram bias scores about the unigram perplexity on the
+    validation text (far below the uniform 10,000); without it, about the uniform."""
+    corpus = load_ptb(ptb_dir, download_missing=False)
+    train, valid = corpus.train[:50_000], corpus.valid[:5_000]
+    counts = torch.bincount(train, minlength=corpus.vocab_size).double() + 1
+    unigram = float(-(counts / counts.sum()).log()[valid].mean())
+    torch.manual_seed(0)
+    model = build_language_model(NASCELL, corpus.vocab_size, 16, dropout=0.0, init_scale=0.01)
+    uniform_start = evaluate_loss(model, valid, 10, 35)
+    model.init_unigram_bias(train)
+    unigram_start = evaluate_loss(model, valid, 10, 35)
+    assert abs(uniform_start - math.log(corpus.vocab_size)) < 0.05
+    assert abs(unigram_start - unigram) < 0.05 and unigram < math.log(corpus.vocab_size) - 2
+
+
+def test_the_trainer_applies_the_unigram_bias_only_when_asked(ptb_dir: Path) -> None:  # noqa: F811
+    corpus = load_ptb(ptb_dir, download_missing=False)
+    smoke = PTB_FIDELITIES["smoke"].replace(train_tokens=400, valid_tokens=200, lr=1e-9)
+    biases = []
+    for fidelity in (smoke, smoke.replace(unigram_bias=True)):
+        torch.manual_seed(0)
+        model = build_language_model(NASCELL, corpus.vocab_size, 8, dropout=0.0)
+        train_language_model(model, corpus, fidelity)
+        biases.append(model.decoder.bias.detach())
+    assert biases[0].abs().max() < 1e-6  # zeros, moved by at most lr
+    counts = torch.bincount(corpus.train[:400], minlength=corpus.vocab_size).double() + 1
+    assert torch.allclose(biases[1].double(), (counts / counts.sum()).log(), atol=1e-5)
+
+
+def test_unigram_bias_enters_the_cache_key_only_when_set() -> None:
+    """Added after the first presets: recipes without it keep their cache keys (paper is pinned by
+    tests/test_issue_22_golden.py), with it the key differs."""
+    base = PtbFidelity()
+    assert base.fingerprint == PtbFidelity(unigram_bias=False).fingerprint
+    assert base.replace(unigram_bias=True).fingerprint != base.fingerprint
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"unigram_bias": "yes"}, "PtbFidelity.unigram_bias='yes' must be True or False"),
+        ({"hidden_size": 0}, "PtbFidelity.hidden_size=0 must be a positive integer"),
+        ({"train_tokens": 1}, "PtbFidelity.train_tokens=1 must be None (all) or an integer >= 2"),
+        ({"optimizer": "adamw"}, "PtbFidelity.optimizer='adamw' is not allowed"),
+    ],
+)
+def test_bad_recipe_values_are_named(changes: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=r"^" + message.replace("(", r"\(").replace(")", r"\)")):
+        PTB_FIDELITIES["proxy"].replace(**changes)
