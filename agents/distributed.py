@@ -14,9 +14,9 @@ reused as they are; with ``replicas=1, shards=1`` the run *is* the synchronous c
 samples, same parameters), and it runs in this process, without Ray, so ``backend="pool"``
 evaluates each batch of ``m`` children in parallel on one machine.
 
-Rewards come from the env's public ``evaluate_archs`` (the env's cache, seeds, reward and store,
-exactly what its last ``step`` does), not from stepping it token by token: ``step`` blocks on one
-child, and a replica has ``m`` in flight.
+Rewards come from the env's evaluation service (:class:`nas_env.evaluation.Evaluation`: the env's
+cache, seeds, reward and store, exactly what its last ``step`` does), not from stepping the env
+token by token: ``step`` blocks on one child, and a replica has ``m`` in flight.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from torch import nn
 from agents.base import AnyEnv, SearchAgent, check_overrides, plain_info, torch_threads
 from agents.plan import ANCHOR
 from agents.reinforce import Controller, EMABaseline, ReinforceConfig, policy_gradient
-from nas_env.backends.base import make_backend
 
 
 @dataclass(frozen=True)
@@ -233,10 +232,11 @@ class ControllerReplica:
         else:
             self._get = _identity
         self.env = env.unwrapped
+        self.evaluation = self.env.evaluation
         if dist.child_backend is not None:
-            backend_kwargs = dist.child_backend_kwargs or {}
-            self.env.backend = make_backend(dist.child_backend, self.env.evaluator, **backend_kwargs)
+            self.evaluation.use_backend(dist.child_backend, **(dist.child_backend_kwargs or {}))
         self.env.reset(seed=seed)
+        self.seed = seed
         self.index, self.config, self.assignment = index, config, assignment
         self.shards, self.coordinator = shards, coordinator
         self.controller = Controller(vocab, config)
@@ -262,7 +262,7 @@ class ControllerReplica:
                 tokens = self.controller.sample(plan, granted, self.generator)
             rewards = [0.0] * granted
             archs = [self.env.space.decode(t) for t in tokens]
-            for i, reward, info in self.env.evaluate_archs(archs):  # as they complete
+            for i, reward, info in self.evaluation.evaluate_many(archs, self.seed):  # as they complete
                 rewards[i] = float(reward)
                 info = {**plain_info(info), "replica": self.index, "policy_version": pulled[0][0]}
                 self.coordinator.report.remote(self.index, info["arch"], float(reward), info)

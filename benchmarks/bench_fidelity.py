@@ -50,7 +50,7 @@ import torch
 
 from nas_env.backends import make_backend, threads_per_worker
 from nas_env.data.paths import data_roots
-from nas_env.envs.token_env import child_seed
+from nas_env.evaluation import child_seed
 from nas_env.evaluators.base import Evaluator
 from nas_env.evaluators.nb201_training import NB201TrainingEvaluator
 from nas_env.evaluators.ptb import PtbTrainingEvaluator
@@ -191,7 +191,8 @@ class Trainer:
         if self.verbose and len(missing) < len(archs):
             print(f"  [{label} seed {seed}] {len(archs) - len(missing)} of {len(archs)} cached", flush=True)
         scored = [results[arch_name(arch)] for arch in archs]
-        return [value for _, value in scored], [r.cost_s for r, _ in scored]  # type: ignore[misc]
+        secs = [r.cost_s if r.status == "ok" else math.nan for r, _ in scored]  # type: ignore[union-attr]
+        return [value for _, value in scored], secs
 
 
 def arch_name(arch: Any) -> str:
@@ -265,8 +266,9 @@ def nb201_evaluator(spec: str, args: argparse.Namespace) -> NB201TrainingEvaluat
 
 def _row(name: str, taus: dict[str, float], secs: list[float]) -> str:
     cols = "  ".join(f"{k} {v:6.3f}" for k, v in taus.items())
-    spread = f"(min {min(secs):5.1f}, max {max(secs):6.1f})"
-    return f"  {name:10s} {cols}   s/child mean {np.mean(secs):6.1f} {spread}"
+    trained = [s for s in secs if not math.isnan(s)]  # NaN: a failed child, its seconds unknown
+    spread = f"(min {min(trained):5.1f}, max {max(trained):6.1f})" if trained else ""
+    return f"  {name:10s} {cols}   s/child mean {np.mean(trained) if trained else math.nan:6.1f} {spread}"
 
 
 def cnn_section(trainer: Trainer, presets: list[str], args: argparse.Namespace) -> list[str]:
@@ -388,12 +390,15 @@ def ptb_section(trainer: Trainer, presets: list[str], args: argparse.Namespace) 
                 mean = np.exp(np.mean(np.log([ppl for ppl, _ in runs]), axis=0))
                 taus["mean vs reference"] = kendall_tau(mean, reference)
         lines.append(_row(preset, taus, [s for run in runs for s in run[1]]) + trainer.wall_per_child(preset))
-        for s, (ppl, _) in enumerate(runs):
+        per_seed = [ppl for ppl, _ in runs]
+        if len(runs) > 1:  # the geometric mean of the seeds' perplexities (inf if one diverged)
+            per_seed.append(list(np.exp(np.mean(np.log(per_seed), axis=0))))
+        for s, ppl in enumerate(per_seed):
             random_median = float(np.median(ppl[3:]))
             named = dict(zip(("LSTM", "NASCell", "tanh RNN"), ppl[:3], strict=False))
             beats = [n for n in ("LSTM", "NASCell") if named[n] < min(named["tanh RNN"], random_median)]
             lines.append(
-                f"    seed {s}: "
+                ("    seed {s}: " if s < len(runs) else "    mean:   ").format(s=s)
                 + "  ".join(f"{n} {v:.1f}" for n, v in named.items())
                 + f"  median random {random_median:.1f};  better than the tanh RNN and the median random "
                 f"cell: {', '.join(beats) or 'neither'}"

@@ -29,7 +29,7 @@ import torch
 from nas_env.backends import LocalBackend, PoolBackend
 from nas_env.backends.base import Backend
 from nas_env.backends.threads import available_cpus
-from nas_env.envs.token_env import child_seed
+from nas_env.evaluation import child_seed
 from nas_env.evaluators.base import Evaluator
 from nas_env.evaluators.training import CifarTrainingEvaluator
 from nas_env.search_spaces.cnn import CnnSearchSpace

@@ -80,7 +80,7 @@ def search(
 
 def step_costs(env: gym.Env[Any, Any], archs: list[CnnArchitecture], steps: int = 3) -> dict[str, float]:
     """Wall and CPU seconds per shared-weight step and per score on ``archs`` (weights restored after)."""
-    trainer = env.unwrapped.evaluator.trainer  # type: ignore[attr-defined]
+    trainer = env.unwrapped.evaluation.evaluator.trainer  # type: ignore[attr-defined]
     saved = trainer.state_dict()
     wall, cpu = time.perf_counter(), time.process_time()
     for arch in archs:
@@ -176,7 +176,7 @@ def main() -> None:
     if args.skip_retrain:
         _write(args.json, out)
         return
-    evaluator = env.unwrapped.evaluator  # type: ignore[attr-defined]
+    evaluator = env.unwrapped.evaluation.evaluator  # type: ignore[attr-defined]
     candidates = list(dict.fromkeys(e.arch for e in history[-WINDOW:]))
     cand_scores = evaluator.rank([CnnArchitecture.from_str(a) for a in candidates])
     best = CnnArchitecture.from_str(candidates[int(np.argmax(cand_scores))])

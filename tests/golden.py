@@ -60,7 +60,7 @@ def _evaluation(arch: str, reward: float, info: dict[str, Any], timed: bool) -> 
 
 def fingerprint(env: gym.Env[Any, Any]) -> str:
     """The cache key of an env's evaluator (the one accessor this test depends on)."""
-    return str(env.unwrapped.evaluator.fingerprint)  # type: ignore[attr-defined]
+    return str(env.unwrapped.evaluation.fingerprint)  # type: ignore[attr-defined]
 
 
 def fingerprints() -> dict[str, str]:

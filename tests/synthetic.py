@@ -21,6 +21,7 @@ import numpy as np
 
 from nas_env.architecture import CnnArchitecture
 from nas_env.envs.token_env import TokenNASEnv
+from nas_env.evaluation import Evaluation
 from nas_env.evaluators.base import Evaluator
 from nas_env.rewards import get_reward
 from nas_env.search_spaces.cnn import CnnSearchSpace
@@ -94,12 +95,12 @@ class SyntheticNASEnv(TokenNASEnv):
         fidelity: str = "high",
     ) -> None:
         """Build the env; arguments as in ``NAS-CIFAR10-v0`` plus the evaluator's."""
+        evaluator = MatchEvaluator(target_seed, delay_s, fidelity)
+        evaluation = Evaluation(
+            evaluator, get_reward(reward), None if cache_path is None else str(cache_path)
+        )
         super().__init__(
-            CnnSearchSpace(num_layers=num_layers, max_layers=max_layers),
-            MatchEvaluator(target_seed, delay_s, fidelity),
-            get_reward(reward),
-            cache_path=None if cache_path is None else str(cache_path),
-            strict_actions=strict_actions,
+            CnnSearchSpace(num_layers=num_layers, max_layers=max_layers), evaluation, strict_actions
         )
 
 

@@ -53,7 +53,7 @@ def test_random_search_records_every_evaluation_in_order() -> None:
     assert isinstance(e, Evaluation) and e.info["arch"] == e.arch and e.reward == e.info["val_accuracy"]
     assert "action_mask" not in e.info
     # every reward came from the env: its results store holds each distinct architecture once
-    assert len(env.unwrapped.store) == len({h.arch for h in history})
+    assert len(env.unwrapped.evaluation.store) == len({h.arch for h in history})
 
 
 def test_random_search_is_uniform() -> None:

@@ -78,7 +78,7 @@ def test_full_episode_trains_a_real_child(data_dir: Path, tmp_path: Path) -> Non
     env.reset()
     _, reward2, info2 = run_episode(env, actions)
     assert info2["cached"] and reward2 == reward and set(info2) == TERMINAL_KEYS
-    assert len(env.unwrapped.store) == 1
+    assert len(env.unwrapped.evaluation.store) == 1
 
     # A new env on the same store file finds it too (shared across processes and runs).
     other = gym.make("NAS-CIFAR10-v0", **SMALL, cache_path=str(tmp_path / "r.sqlite"))

@@ -108,7 +108,7 @@ def test_the_table_drives_the_env_on_every_dataset(converted) -> None:
         assert reward == pytest.approx(expected(17, f"{dataset}_valid_acc_12ep") / 100)
         assert info["test_accuracy"] == pytest.approx(expected(17, f"{dataset}_test_acc_200ep") / 100)
         assert info["train_seconds"] == expected(17, f"{dataset}_train_seconds_12ep")
-        assert isinstance(env.unwrapped.evaluator, TabularEvaluator)
+        assert isinstance(env.unwrapped.evaluation.evaluator, TabularEvaluator)
 
 
 def test_an_api_without_all_cells_is_refused(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ SMALL_KWARGS = {
 @pytest.mark.parametrize("env_id", sorted(SMALL_KWARGS))
 def test_backend_keyword_is_accepted_and_checked(env_id: str, data_dir: Path) -> None:
     env = gym.make(env_id, backend="local", backend_kwargs={}, **SMALL_KWARGS[env_id])
-    assert env.unwrapped.backend is not None
+    assert env.unwrapped.evaluation.backend is not None
     env.close()
     message = "backend='rey' is not allowed; expected one of ['local', 'pool', 'ray']. Did you mean 'ray'?"
     with pytest.raises(ValueError, match=re.escape(message)):

@@ -45,7 +45,7 @@ def place(table: Path, root: Path, name: str = "nb201_cifar10.csv") -> Path:
 def test_no_arguments_finds_the_table_under_nas_env_data(synthetic: Path, roots: dict[str, Path]) -> None:
     path = place(synthetic, roots["env"])
     env = gym.make("NAS-Bench-201-v0")
-    evaluator = env.unwrapped.evaluator
+    evaluator = env.unwrapped.evaluation.evaluator
     assert isinstance(evaluator, TabularEvaluator) and evaluator.table_path == str(path.resolve())
     env.reset(seed=0)
     for action in [3, 3, 3, 1, 2, 3]:
@@ -67,7 +67,7 @@ def test_lookup_order_data_dir_then_env_then_cache(synthetic: Path, roots: dict[
     full = place(synthetic, roots["env"], "nb201.csv")  # the converter's full table wins in its root
     assert find_nb201_table() == full
     env = gym.make("NAS-Bench-201-v0", data_dir=str(roots["given"]))
-    assert env.unwrapped.evaluator.table_path == str(given.resolve())
+    assert env.unwrapped.evaluation.evaluator.table_path == str(given.resolve())
 
 
 def test_missing_table_names_every_path_tried_and_the_fix(roots: dict[str, Path]) -> None:
@@ -84,7 +84,7 @@ def test_trained_mode_when_asked_for(roots: dict[str, Path]) -> None:
     """No table needed for training: ``table_path=None``, or a fidelity given with the default path."""
     for kwargs in ({"table_path": None}, {"fidelity": "smoke"}, {"test_images": 10, "fidelity": "smoke"}):
         env = gym.make("NAS-Bench-201-v0", **kwargs)
-        assert isinstance(env.unwrapped.evaluator, NB201TrainingEvaluator)
+        assert isinstance(env.unwrapped.evaluation.evaluator, NB201TrainingEvaluator)
 
 
 def test_data_dir_with_an_explicit_table_raises(synthetic: Path, tmp_path: Path) -> None:
@@ -100,7 +100,7 @@ def test_data_dir_with_an_explicit_table_raises(synthetic: Path, tmp_path: Path)
 def test_real_table_out_of_the_box() -> None:
     """The table under ``$NAS_ENV_DATA`` (CI: ../shared/data) is found; a known row reads back."""
     env = gym.make("NAS-Bench-201-v0")
-    assert env.unwrapped.evaluator.table_path == str(REAL_TABLE.resolve())
+    assert env.unwrapped.evaluation.evaluator.table_path == str(REAL_TABLE.resolve())
     env.reset(seed=0)
     arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
     for token in NB201Architecture.from_str(arch).tokens:

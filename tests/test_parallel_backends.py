@@ -21,7 +21,13 @@ import numpy as np
 import pytest
 import torch
 
-from nas_env.backends import LocalBackend, PoolBackend, make_backend, threads_per_worker, vector_env_fns
+from nas_env.backends import (
+    LocalBackend,
+    PoolBackend,
+    make_backend,
+    threads_per_worker,
+    vector_env_fns,
+)
 from nas_env.backends.threads import limit_threads
 from nas_env.errors import EvaluationError
 from nas_env.search_spaces.cnn import CnnSearchSpace
@@ -196,7 +202,7 @@ def test_pool_gives_up_after_max_retries():
 
 def test_env_evaluate_archs_trains_duplicates_once_and_stores_every_attempt(tmp_path):
     env = SyntheticNASEnv(cache_path=str(tmp_path / "cache.db"))
-    env.backend = PoolBackend(SuicideEvaluator(0), num_workers=1, num_threads=1, max_retries=1)
+    env.evaluation.backend = PoolBackend(SuicideEvaluator(0), num_workers=1, num_threads=1, max_retries=1)
     env.reset(seed=0)
     a = archs(1)[0]
     try:
@@ -204,7 +210,8 @@ def test_env_evaluate_archs_trains_duplicates_once_and_stores_every_attempt(tmp_
     finally:
         env.close()
     assert (i, reward, info["eval_status"], info["cached"]) == (0, 0.0, "failed", False)
-    assert [r["status"] for r in env.store.rows()] == ["failed", "failed"]  # both attempts recorded
+    rows = env.evaluation.store.rows()
+    assert [r["status"] for r in rows] == ["failed", "failed"]  # both attempts recorded
 
     env = SyntheticNASEnv(cache_path=str(tmp_path / "cache2.db"))
     env.reset(seed=0)
@@ -212,9 +219,9 @@ def test_env_evaluate_archs_trains_duplicates_once_and_stores_every_attempt(tmp_
     out = sorted(env.evaluate_archs([b[0], b[1], b[0], b[2]]))
     assert [info["cached"] for _, _, info in out] == [False, False, True, False]
     assert out[0][1] == out[2][1] == MatchEvaluator(0).score(b[0])
-    assert len(env.store) == 3
+    assert len(env.evaluation.store) == 3
     again = list(env.evaluate_archs([b[1]]))
-    assert again[0][2]["cached"] and len(env.store) == 3
+    assert again[0][2]["cached"] and len(env.evaluation.store) == 3
     # evaluate_arch (what step() calls) gives the same reward and info as the batch path
     reward, info = SyntheticNASEnv().evaluate_arch(b[0])
     assert reward == out[0][1] and info.keys() == out[0][2].keys()
@@ -230,9 +237,10 @@ def test_env_with_a_parallel_backend_pickles(backend):
     kwargs = {"num_workers": 1} if backend == "pool" else {"num_cpus": 2}
     env = gym.make("NAS-CIFAR10-v0", fidelity="smoke", backend=backend, backend_kwargs=kwargs, download=False)
     copy = pickle.loads(pickle.dumps(env.unwrapped))
-    assert type(copy.backend) is type(env.unwrapped.backend) and copy.backend.name == backend
-    assert copy.backend.pending == 0
-    assert getattr(copy.backend, "num_workers", None) == 1 or copy.backend.num_cpus == 2
+    copied = copy.evaluation.backend
+    assert type(copied) is type(env.unwrapped.evaluation.backend) and copied.name == backend
+    assert copied.pending == 0
+    assert getattr(copied, "num_workers", None) == 1 or copied.num_cpus == 2
     with pytest.raises(ValueError, match="Did you mean 'ray'"):
         gym.make("NAS-CIFAR10-v0", backend="rays")
 
@@ -246,7 +254,8 @@ def test_ray_is_not_imported_and_missing_ray_is_a_dependency_error():
         "from nas_env.errors import DependencyNotInstalled\n"
         "try:\n"
         "    space = env.unwrapped.space\n"
-        "    env.unwrapped.backend.submit(space.decode(space.sample(np.random.default_rng(0))), 0)\n"
+        "    arch = space.decode(space.sample(np.random.default_rng(0)))\n"
+        "    env.unwrapped.evaluation.backend.submit(arch, 0)\n"
         "except DependencyNotInstalled as exc:\n"
         "    print(exc)\n"
     )
@@ -275,7 +284,7 @@ def test_env_waits_for_a_child_another_process_is_training(tmp_path):
     env.reset(seed=0)
     x, y = archs(2, seed=5)
     other = subprocess.Popen(
-        [sys.executable, "-c", OTHER_WORKER, cache, x.to_str(), env.evaluator.fingerprint, "1.5"],
+        [sys.executable, "-c", OTHER_WORKER, cache, x.to_str(), env.evaluation.evaluator.fingerprint, "1.5"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -289,8 +298,8 @@ def test_env_waits_for_a_child_another_process_is_training(tmp_path):
     assert [info["cached"] for _, _, info in out] == [False, True, True]
     assert [(reward, info["seed"]) for _, reward, info in out[1:]] == [(0.123, 777)] * 2
     assert out[0][1] == MatchEvaluator(0).score(y) and 0.5 < waited < 30
-    assert sorted(r["arch"] for r in env.store.rows()) == sorted([x.to_str(), y.to_str()])
-    assert env.store.conn.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
+    assert sorted(r["arch"] for r in env.evaluation.store.rows()) == sorted([x.to_str(), y.to_str()])
+    assert env.evaluation.store.conn.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
 
 
 def test_env_takes_over_the_claim_of_a_process_that_died(tmp_path):
@@ -298,12 +307,12 @@ def test_env_takes_over_the_claim_of_a_process_that_died(tmp_path):
     env = SyntheticNASEnv(cache_path=cache)
     env.reset(seed=0)
     (x,) = archs(1, seed=6)
-    args = [sys.executable, "-c", OTHER_WORKER, cache, x.to_str(), env.evaluator.fingerprint, "0"]
+    args = [sys.executable, "-c", OTHER_WORKER, cache, x.to_str(), env.evaluation.evaluator.fingerprint, "0"]
     assert subprocess.run(args, capture_output=True, text=True, timeout=60).stdout.strip() == "claimed"
     ((_, reward, info),) = list(env.evaluate_archs([x]))  # the claimant exited without a result
     env.close()
     assert not info["cached"] and reward == MatchEvaluator(0).score(x)
-    assert [r["arch"] for r in env.store.rows()] == [x.to_str()]
+    assert [r["arch"] for r in env.evaluation.store.rows()] == [x.to_str()]
 
 
 def test_env_releases_its_claims_when_the_caller_stops_early(tmp_path):
@@ -316,6 +325,6 @@ def test_env_releases_its_claims_when_the_caller_stops_early(tmp_path):
     stream.close()  # y (or x) was claimed and submitted, never finished here
     other = ResultsStore(cache)
     rest = y.to_str() if first == x.to_str() else x.to_str()
-    assert other.claim(first, env.evaluator.fingerprint) == "done"
-    assert other.claim(rest, env.evaluator.fingerprint) == "claimed"  # not left "busy" for a day
+    assert other.claim(first, env.evaluation.evaluator.fingerprint) == "done"
+    assert other.claim(rest, env.evaluation.evaluator.fingerprint) == "claimed"  # not left "busy" for a day
     env.close()

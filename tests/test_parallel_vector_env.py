@@ -102,7 +102,7 @@ def test_sb3_subproc_vec_env_steps_with_a_shared_store(tmp_path, data_dir):
         for step in range(tokens.shape[1]):
             _, rewards, dones, infos = vec.step(tokens[:, step])
         assert dones.all() and all(0 < r <= 1 for r in rewards)
-        assert vec.get_attr("backend")[0].name == "local"
+        assert vec.get_attr("evaluation")[0].backend.name == "local"
     finally:
         vec.close()
     assert sorted(r["arch"] for r in ResultsStore(cache).rows()) == sorted(i["arch"] for i in infos)
@@ -116,7 +116,7 @@ def test_claims_are_renewed_while_a_child_trains_in_the_claiming_thread(tmp_path
     arch = env.space.decode(env.space.sample(np.random.default_rng(5)))
     assert store.claim("x", "fp") == "claimed"
     claimed = time.time()
-    result = env.evaluator.evaluate(arch, 0)  # ~1 s of training in this thread, 20x the interval
+    result = env.evaluation.evaluator.evaluate(arch, 0)  # ~1 s of training in this thread, 20x the interval
     trained = time.time()
     (heartbeat,) = store.conn.execute("SELECT heartbeat FROM claims WHERE arch = 'x'").fetchone()
     assert result.status == "ok" and trained - claimed > 0.3

@@ -25,6 +25,7 @@ from nas_env.backends import LocalBackend
 from nas_env.backends.ray import RayBackend
 from nas_env.envs.token_env import TokenNASEnv
 from nas_env.errors import EvaluationError
+from nas_env.evaluation import Evaluation
 from nas_env.evaluators.training import CifarTrainingEvaluator
 from nas_env.rewards import get_reward
 from nas_env.search_spaces.cnn import CnnSearchSpace
@@ -100,13 +101,9 @@ def test_ray_results_equal_local_and_arrive_as_they_complete(ray_local, tmp_path
 def test_killed_ray_worker_child_is_retried_and_nothing_completed_is_lost(ray_local, tmp_path):
     batch = archs(4, seed=1)
     held = batch[3]
-    env = TokenNASEnv(
-        SPACE,
-        HeldEvaluator(str(tmp_path), hold=held.to_str()),
-        get_reward("accuracy"),
-        cache_path=str(tmp_path / "cache.db"),
-        backend="ray",
-    )
+    evaluator = HeldEvaluator(str(tmp_path), hold=held.to_str())
+    evaluation = Evaluation(evaluator, get_reward("accuracy"), str(tmp_path / "cache.db"), backend="ray")
+    env = TokenNASEnv(SPACE, evaluation)
     env.reset(seed=0)
     stream = env.evaluate_archs(batch)
     first = [next(stream) for _ in range(3)]  # three children complete; the fourth is held
@@ -118,7 +115,7 @@ def test_killed_ray_worker_child_is_retried_and_nothing_completed_is_lost(ray_lo
     env.close()
     assert sorted(i for i, _, _ in first) == [0, 1, 2] and last[0] == 3
     assert last[2]["eval_status"] == "ok" and last[1] == MatchEvaluator(0).score(held)
-    rows = env.store.rows()
+    rows = env.evaluation.store.rows()
     assert [(r["arch"], r["status"]) for r in rows if r["arch"] == held.to_str()] == [
         (held.to_str(), "failed"),
         (held.to_str(), "ok"),
@@ -164,7 +161,7 @@ def test_env_joins_the_cluster_named_by_ray_address(ray_local):
         "import ray, gymnasium as gym, numpy as np, synthetic\n"
         "env = gym.make('NAS-Synthetic-v0').unwrapped\n"
         "from nas_env.backends.ray import RayBackend\n"
-        f"env.backend = RayBackend(env.evaluator, init_kwargs={{'runtime_env': {runtime_env!r}}})\n"
+        f"env.evaluation.use_backend('ray', init_kwargs={{'runtime_env': {runtime_env!r}}})\n"
         "env.reset(seed=0)\n"
         "arch = env.space.decode(env.space.sample(np.random.default_rng(0)))\n"
         "reward, info = env.evaluate_arch(arch)\n"

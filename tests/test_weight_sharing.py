@@ -88,8 +88,8 @@ def test_scores_change_as_the_shared_weights_train_and_are_never_served_from_the
     assert [i["shared_step"] for i in infos] == [0, 2, 4, 6, 8]
     assert len({i["val_accuracy"] for i in infos}) > 1  # the same child, scored under other weights
     assert all(0 <= i["val_accuracy"] <= 1 and np.isfinite(i["train_loss"]) for i in infos)
-    store = env.unwrapped.store
-    rows = store.rows(env.unwrapped.evaluator.fingerprint)
+    store = env.unwrapped.evaluation.store
+    rows = store.rows(env.unwrapped.evaluation.evaluator.fingerprint)
     assert [r["arch"] for r in rows] == ["3x3:48 | 7x7:36 <0"] * 5  # every score recorded...
     assert [json.loads(r["metrics"])["shared_step"] for r in rows] == [0, 2, 4, 6, 8]  # ...with its moment
 
@@ -132,7 +132,7 @@ def test_deeper_children_grow_the_supernet(data_dir: Path) -> None:
     env.reset(seed=0, options={"num_layers": 3})
     _, info = episode(env, random_actions(env, 1, seed=0)[0])
     assert info["eval_status"] == "ok" and info["arch"].count("|") == 2
-    assert env.unwrapped.evaluator.trainer.supernet.num_layers == 3
+    assert env.unwrapped.evaluation.evaluator.trainer.supernet.num_layers == 3
 
 
 @pytest.mark.parametrize(
@@ -210,8 +210,10 @@ def test_rank_rescoring_is_deterministic(data_dir: Path) -> None:
     for actions in random_actions(env, 4, seed=0):
         episode(env, actions)
     archs = [CnnArchitecture.from_str(a) for a in ("1x1:24 | 3x3:64 <0", "7x7:64 | 5x5:24")]
-    scores = env.unwrapped.evaluator.rank(archs, images=256)
-    assert scores == env.unwrapped.evaluator.rank(archs, images=256) and all(0 <= s <= 1 for s in scores)
+    scores = env.unwrapped.evaluation.evaluator.rank(archs, images=256)
+    assert scores == env.unwrapped.evaluation.evaluator.rank(archs, images=256) and all(
+        0 <= s <= 1 for s in scores
+    )
 
 
 def test_docs_example_runs(data_dir: Path) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from nas_env.envs.token_env import TokenNASEnv, child_seed
-from nas_env.evaluators.base import Evaluator
-from nas_env.evaluators.shared import SHARED_STEP, SharedWeightEvaluator
+from nas_env.envs.token_env import TokenNASEnv
+from nas_env.evaluation import Evaluation, SharedWeightEvaluation
+from nas_env.evaluators.shared import SharedWeightEvaluator
 from nas_env.evaluators.training import CifarTrainingEvaluator
 from nas_env.rewards import get_reward
 from nas_env.search_spaces.cnn import CnnSearchSpace
@@ -54,6 +54,10 @@ class CifarNASEnv(TokenNASEnv):
 
     ## Arguments
 
+    Its own, besides the common ones of :class:`~nas_env.envs.token_env.TokenNASEnv`
+    (``cache_path``, ``data_dir``, ``device``, ``download``, ``strict_actions``, ``render_mode``,
+    ``backend``, ``backend_kwargs``; ``data_dir`` is the CIFAR-10 root):
+
     | name             | type              | default   | meaning                                        |
     |------------------|-------------------|-----------|------------------------------------------------|
     | num_layers       | int               | 6         | depth; change per episode with reset options   |
@@ -64,14 +68,6 @@ class CifarNASEnv(TokenNASEnv):
     | filter_offset    | int               | 0         | added to every layer's filters ("+40 filters") |
     | fidelity         | str or Fidelity   | "proxy"   | "paper", "proxy", "smoke" or a Fidelity        |
     | reward           | str               | "paper"   | "paper" (accuracy cubed) or "accuracy"         |
-    | cache_path       | str or None       | None      | SQLite results store (None: in memory)         |
-    | data_dir         | str or None       | None      | CIFAR-10 root (default ``$NAS_ENV_DATA``)      |
-    | device           | str               | "auto"    | where children train                           |
-    | download         | bool              | True      | download CIFAR-10 (md5-checked) when absent    |
-    | strict_actions   | bool              | False     | raise on masked actions instead of wrapping    |
-    | render_mode      | str or None       | None      | "ansi" renders the tokens / architecture       |
-    | backend          | str               | "local"   | where children train: "local", "pool", "ray"   |
-    | backend_kwargs   | dict or None      | None      | backend arguments (see nas_env.backends)       |
     | weight_sharing   | bool              | False     | score children with shared weights (ENAS)      |
     | shared_steps     | int or None       | None (2)  | shared-weight steps per child (weight sharing) |
     | valid_batch      | int or None       | None (128)| validation images per score (weight sharing)   |
@@ -140,7 +136,8 @@ class CifarNASEnv(TokenNASEnv):
         )
         given = {"shared_steps": shared_steps, "valid_batch": valid_batch, "shared_kwargs": shared_kwargs}
         given = {k: v for k, v in given.items() if v is not None}
-        evaluator: Evaluator
+        reward_fn = get_reward(reward)
+        evaluation: Evaluation
         if weight_sharing:
             if backend != "local":
                 raise ValueError(
@@ -152,67 +149,15 @@ class CifarNASEnv(TokenNASEnv):
             evaluator = SharedWeightEvaluator(
                 space, recipe, data_dir=data_dir, device=device, download=download
             )
+            evaluation = SharedWeightEvaluation(evaluator, reward_fn, cache_path)
         else:
             if given:
                 raise ValueError(
                     f"{sorted(given)} only apply with weight_sharing=True "
                     f"(got weight_sharing={weight_sharing!r})"
                 )
-            evaluator = CifarTrainingEvaluator(fidelity, data_dir=data_dir, device=device, download=download)
-        super().__init__(
-            space,
-            evaluator,
-            get_reward(reward),
-            cache_path=cache_path,
-            strict_actions=strict_actions,
-            render_mode=render_mode,
-            backend=backend,
-            backend_kwargs=backend_kwargs,
-        )
-
-    # ---- weight sharing -------------------------------------------------------------------------
-
-    @property
-    def weight_sharing(self) -> bool:
+            trainer = CifarTrainingEvaluator(fidelity, data_dir=data_dir, device=device, download=download)
+            evaluation = Evaluation(trainer, reward_fn, cache_path, backend, backend_kwargs)
+        self.weight_sharing = weight_sharing
         """Whether children are scored with shared weights (ENAS)."""
-        return isinstance(self.evaluator, SharedWeightEvaluator)
-
-    def evaluate_archs(self, archs: Sequence[Any]) -> Iterator[tuple[int, float, dict[str, Any]]]:
-        """Score architectures (see :meth:`TokenNASEnv.evaluate_archs`); weight sharing: in order, uncached.
-
-        With weight sharing each architecture is scored, then the shared weights are trained on it,
-        one after the other in the order given; every score is added to the results store (with
-        its ``shared_step``) and none is looked up.
-        """
-        if not isinstance(self.evaluator, SharedWeightEvaluator):
-            yield from super().evaluate_archs(archs)
-            return
-        root = self._root_seed or 0
-        self.evaluator.start(child_seed(root, "<shared weights>"))
-        for i, arch in enumerate(archs):
-            arch_str = arch.to_str()
-            result = self.evaluator.evaluate(arch, child_seed(root, arch_str))
-            reward, info = self._finish(arch_str, result, cached=False)
-            info["weight_sharing"] = True
-            info[SHARED_STEP] = int(result.metrics[SHARED_STEP])
-            yield i, reward, info
-
-    def state_dict(self) -> dict[str, Any]:
-        """Shared weights, optimizer and minibatch streams (empty without weight sharing or before a child).
-
-        Plain types and tensors: ``torch.save`` it, and load it with ``weights_only=True``.
-        """
-        return self.evaluator.state_dict() if isinstance(self.evaluator, SharedWeightEvaluator) else {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`, so that the next child is scored as in the run that saved it.
-
-        Raises:
-            ValueError: Shared weights given to an env without weight sharing, or saved with
-                other weight-sharing settings.
-        """
-        if not state:
-            return
-        if not isinstance(self.evaluator, SharedWeightEvaluator):
-            raise ValueError("this state holds shared weights; make the env with weight_sharing=True")
-        self.evaluator.load_state_dict(state)
+        super().__init__(space, evaluation, strict_actions, render_mode)

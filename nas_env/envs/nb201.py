@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from nas_env.envs.token_env import TokenNASEnv
+from nas_env.evaluation import Evaluation
 from nas_env.evaluators.base import Evaluator
 from nas_env.evaluators.nb201_training import NB201TrainingEvaluator
 from nas_env.evaluators.tabular import (
@@ -83,6 +84,10 @@ class NASBench201Env(TokenNASEnv):
 
     ## Arguments
 
+    Its own, besides the common ones of :class:`~nas_env.envs.token_env.TokenNASEnv`
+    (``data_dir``: the CIFAR-10 root in trained mode, or the first root of the ``"auto"`` table
+    lookup; ``device``, ``download`` and ``backend`` concern trained mode):
+
     | name           | type            | default                  | meaning                                  |
     |----------------|-----------------|--------------------------|------------------------------------------|
     | table_path     | str or None     | "auto"                   | CSV table; "auto": found under the data  |
@@ -94,15 +99,6 @@ class NASBench201Env(TokenNASEnv):
     |                | or None         |                          | "smoke"...                               |
     | test_images    | int or None     | None                     | trained: test images scored (None:       |
     |                |                 |                          | the fidelity's valid_images)             |
-    | cache_path     | str or None     | None                     | SQLite results store (None: memory)      |
-    | data_dir       | str or None     | None                     | CIFAR-10 root (trained) or first root    |
-    |                |                 |                          | of the "auto" table lookup               |
-    | device         | str             | "auto"                   | trained: where networks train            |
-    | download       | bool            | True                     | trained: download CIFAR-10 when absent   |
-    | strict_actions | bool            | False                    | raise on masked actions (none here)      |
-    | render_mode    | str or None     | None                     | "ansi" renders tokens / architecture     |
-    | backend        | str             | "local"                  | trained: "local", "pool" or "ray"        |
-    | backend_kwargs | dict or None    | None                     | backend arguments (nas_env.backends)     |
 
     Setting an argument of the other mode to a non-default value raises ``ValueError``.
 
@@ -181,16 +177,9 @@ class NASBench201Env(TokenNASEnv):
                 download=download,
                 test_images=test_images,
             )
-        super().__init__(
-            NB201SearchSpace(),
-            evaluator,
-            get_reward(reward),
-            cache_path=cache_path,
-            strict_actions=strict_actions,
-            render_mode=render_mode,
-            backend=backend,
-            backend_kwargs=backend_kwargs,
-        )
+        self._tabular = table_path is not None
+        evaluation = Evaluation(evaluator, get_reward(reward), cache_path, backend, backend_kwargs)
+        super().__init__(NB201SearchSpace(), evaluation, strict_actions, render_mode)
 
     def fidelity_kwargs(self, fidelity: str) -> dict[str, Any]:
         """Constructor arguments that score children at another ``fidelity`` (successive halving).
@@ -198,5 +187,4 @@ class NASBench201Env(TokenNASEnv):
         Tabular mode: ``fidelity`` is the table column that scores the children (``reward_metric``),
         e.g. ``"cifar10_valid_acc_200ep"``. Trained mode: a preset, as for the other envs.
         """
-        tabular = isinstance(self.evaluator, TabularEvaluator)
-        return {"reward_metric": fidelity} if tabular else {"fidelity": fidelity}
+        return {"reward_metric": fidelity} if self._tabular else {"fidelity": fidelity}

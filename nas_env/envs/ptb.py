@@ -9,6 +9,7 @@ from typing import Any
 
 from nas_env.data.ptb import find_ptb
 from nas_env.envs.token_env import TokenNASEnv
+from nas_env.evaluation import Evaluation
 from nas_env.evaluators.ptb import PtbTrainingEvaluator
 from nas_env.rewards import inverse_squared_perplexity
 from nas_env.search_spaces.rnn_cell import RnnCellSearchSpace
@@ -63,20 +64,15 @@ class PtbNASEnv(TokenNASEnv):
 
     ## Arguments
 
+    Its own, besides the common ones of :class:`~nas_env.envs.token_env.TokenNASEnv`
+    (``data_dir``: the root holding ``ptb/``; ``download``: the word-level files):
+
     | name           | type               | default | meaning                                               |
     |----------------|--------------------|---------|-------------------------------------------------------|
     | base           | int                | 8       | leaves of the cell tree: 2, 4 or 8 (paper: 8)         |
     | memory         | bool               | True    | search the cell inject / cell output blocks           |
     | fidelity       | str or PtbFidelity | "proxy" | "paper", "proxy" (~60 s per child, 2 cores), "smoke"   |
     | reward_c       | float              | 80.0    | c of the reward c / perplexity**2                     |
-    | cache_path     | str or None        | None    | SQLite results store (None: in memory)                |
-    | data_dir       | str or None        | None    | root holding ``ptb/`` (default ``$NAS_ENV_DATA``)     |
-    | device         | str                | "auto"  | where children train                                  |
-    | download       | bool               | True    | download the word-level files (md5-checked)           |
-    | strict_actions | bool               | False   | raise on masked actions instead of wrapping           |
-    | render_mode    | str or None        | None    | "ansi" renders the tokens / cell string               |
-    | backend        | str                | "local" | where children train: "local", "pool" or "ray"        |
-    | backend_kwargs | dict or None       | None    | the backend's arguments                               |
 
     ## Example
 
@@ -127,16 +123,9 @@ class PtbNASEnv(TokenNASEnv):
         )
         if self.level == "char":
             find_ptb(data_dir, "char", download_missing=False)  # fail at make time, not mid-search
-        super().__init__(
-            space,
-            evaluator,
-            functools.partial(inverse_squared_perplexity, c=float(reward_c)),
-            cache_path=cache_path,
-            strict_actions=strict_actions,
-            render_mode=render_mode,
-            backend=backend,
-            backend_kwargs=backend_kwargs,
-        )
+        reward_fn = functools.partial(inverse_squared_perplexity, c=float(reward_c))
+        evaluation = Evaluation(evaluator, reward_fn, cache_path, backend, backend_kwargs)
+        super().__init__(space, evaluation, strict_actions, render_mode)
 
 
 class PtbCharNASEnv(PtbNASEnv):

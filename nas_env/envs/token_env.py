@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any, SupportsFloat
 
@@ -12,23 +9,10 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from nas_env.backends.base import make_backend
 from nas_env.errors import InvalidActionError, check_choice
+from nas_env.evaluation import Evaluation, Scored
 from nas_env.evaluators.base import Evaluator
-from nas_env.rewards import FAILED_REWARD, RewardFn, compute_reward
 from nas_env.search_spaces.base import SearchSpace
-from nas_env.store import ResultsStore
-from nas_env.type_aliases import EvalResult
-
-
-def child_seed(root_seed: int, arch: str) -> int:
-    """Training seed of a child: a fixed function of the run's root seed and the architecture string.
-
-    Keying by the string (not by the order of sampling) makes a child's reward independent of
-    when it was sampled, which keeps cached and fresh evaluations consistent.
-    """
-    digest = hashlib.sha256(f"{root_seed}:{arch}".encode()).digest()
-    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
 class TokenNASEnv(gym.Env[np.ndarray, np.int64]):
@@ -81,46 +65,47 @@ class TokenNASEnv(gym.Env[np.ndarray, np.int64]):
     Every step: ``action_mask``. Terminal step also: ``arch`` (canonical string), ``cached``,
     ``eval_status``, ``error``, ``num_params``, ``train_seconds`` (= ``cost_s``), ``seed`` and every
     metric the evaluator reports (``val_accuracy``...; NaN when the child failed).
+
+    ## Common arguments
+
+    Every env of this package takes these besides its own (its table lists only its own):
+
+    | name           | type         | default | meaning                                           |
+    |----------------|--------------|---------|---------------------------------------------------|
+    | cache_path     | str or None  | None    | SQLite results store (None: in memory)            |
+    | data_dir       | str or None  | None    | data root (default ``$NAS_ENV_DATA``)             |
+    | device         | str          | "auto"  | where children train                              |
+    | download       | bool         | True    | download missing data (md5-checked)               |
+    | strict_actions | bool         | False   | raise on masked actions instead of wrapping       |
+    | render_mode    | str or None  | None    | "ansi" renders the tokens / architecture          |
+    | backend        | str          | "local" | where children train: "local", "pool", "ray"      |
+    | backend_kwargs | dict or None | None    | the backend's arguments (see nas_env.backends)    |
+
+    ``data_dir``, ``device`` and ``download`` go to the evaluator; ``cache_path``, ``backend`` and
+    ``backend_kwargs`` to the :class:`~nas_env.evaluation.Evaluation` that scores children.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}  # noqa: RUF012 - gymnasium convention
-    claim_poll_s: float = 0.25
-    """Seconds between looks at a shared store for a result that another process is training."""
 
     def __init__(
         self,
         space: SearchSpace[Any],
-        evaluator: Evaluator,
-        reward_fn: RewardFn,
-        cache_path: str | os.PathLike[str] | None = None,
+        evaluation: Evaluation,
         strict_actions: bool = False,
         render_mode: str | None = None,
-        backend: str = "local",
-        backend_kwargs: dict[str, Any] | None = None,
     ) -> None:
-        """Compose a search space, an evaluator, a reward function and a results store.
+        """Compose a search space and the evaluation service that scores its architectures.
 
         Args:
             space: The search space (its maximum size fixes the spaces).
-            evaluator: Scores complete architectures.
-            reward_fn: Maps a successful evaluation to the reward.
-            cache_path: SQLite results store shared by processes; ``None`` keeps it in memory.
+            evaluation: Scores complete architectures into rewards (store, backend, reward function).
             strict_actions: Raise on masked actions instead of wrapping them.
             render_mode: ``None`` or ``"ansi"``.
-            backend: Where children are evaluated: ``"local"`` (this process), ``"pool"`` or
-                ``"ray"`` (see :mod:`nas_env.backends`).
-            backend_kwargs: The backend's arguments (``{"address": "auto"}``...).
         """
         if render_mode is not None:
             check_choice("render_mode", render_mode, self.metadata["render_modes"])
         self.space = space
-        self.evaluator = evaluator
-        self.reward_fn = reward_fn
-        announce_cost = getattr(evaluator, "announce_cost", None)
-        if announce_cost is not None:  # e.g. the paper recipe on CPU: say the hours before they start
-            announce_cost()
-        self.store = ResultsStore(cache_path)
-        self.backend = make_backend(backend, evaluator, **(backend_kwargs or {}))
+        self.evaluation = evaluation
         self.strict_actions = strict_actions
         self.render_mode = render_mode
         self._max_steps = space.max_steps
@@ -130,7 +115,11 @@ class TokenNASEnv(gym.Env[np.ndarray, np.int64]):
         self.observation_space = spaces.Box(0.0, 1.0, (self._obs_dim,), np.float32)
         self._tokens: list[int] = []
         self._root_seed: int | None = None
-        self.last_result: EvalResult | None = None
+
+    @property
+    def evaluator(self) -> Evaluator:
+        """What scores this env's children (read-only: the evaluation service owns it)."""
+        return self.evaluation.evaluator
 
     # ---- the token schedule, for agents -------------------------------------------------------
 
@@ -190,7 +179,7 @@ class TokenNASEnv(gym.Env[np.ndarray, np.int64]):
         self._tokens.append(token)
         if len(self._tokens) < len(sched):
             return self._observation(), 0.0, False, False, {"action_mask": self.action_masks()}
-        reward, info = self._evaluate_tokens(self._tokens)
+        reward, info = self.evaluate_arch(self.space.decode(self._tokens))
         info["action_mask"] = self.action_masks()
         return self._observation(), reward, True, False, info
 
@@ -205,130 +194,42 @@ class TokenNASEnv(gym.Env[np.ndarray, np.int64]):
         )
 
     def close(self) -> None:
-        """Close the results store connection and the evaluation backend."""
-        self.store.close()
-        self.backend.close()
+        """Close the evaluation service (results store and backend)."""
+        self.evaluation.close()
 
-    # ---- evaluation ---------------------------------------------------------------------------
+    # ---- evaluation: delegated to the service -------------------------------------------------
 
     def evaluate_arch(self, arch: Any) -> tuple[float, dict[str, Any]]:
-        """Score a complete architecture through the cache (what the last step does).
+        """Score a complete architecture as the last step does: the reward and the terminal ``info``.
 
-        Returns:
-            The reward and the terminal ``info`` (without ``action_mask``).
+        The ``info`` has no ``action_mask``.
         """
-        _, reward, info = next(self.evaluate_archs([arch]))
-        return reward, info
+        return self.evaluation.evaluate(arch, self._root_seed or 0)
 
-    def evaluate_archs(self, archs: Sequence[Any]) -> Iterator[tuple[int, float, dict[str, Any]]]:
-        """Score several architectures at once, as ``step`` would, yielding each as it completes.
+    def evaluate_archs(self, archs: Sequence[Any]) -> Iterator[Scored]:
+        """Score several architectures as ``step`` would, yielding each as it completes.
 
-        Cache hits come first; the misses are all submitted to the backend before the first
-        yield and come back as they finish (in parallel on the ``pool`` and ``ray`` backends). An
-        architecture repeated in ``archs`` is trained once. Every attempt is stored.
-
-        With a store file shared by several processes (vector envs, distributed replicas), a miss
-        is claimed in the store before it is trained: one that another live process is training
-        is waited for (polling the store every ``claim_poll_s``) and returned as cached, so each
-        architecture is trained once across all of them.
+        See :meth:`nas_env.evaluation.Evaluation.evaluate_many`; the children's seeds derive from
+        the root seed of the last seeded ``reset``.
 
         Yields:
             ``(index in archs, reward, terminal info)``.
         """
-        store, fingerprint = self.store, self.evaluator.fingerprint
-        hits: list[tuple[int, str, EvalResult]] = []
-        todo: dict[str, list[int]] = {}  # architecture string -> its indices in archs
-        pending: dict[str, Any] = {}  # not trained here yet: claimed elsewhere, or to claim
-        for i, arch in enumerate(archs):
-            arch_str = arch.to_str()
-            hit = store.lookup(arch_str, fingerprint)
-            if hit is not None:
-                hits.append((i, arch_str, hit[0]))
-            elif arch_str in todo:
-                todo[arch_str].append(i)
-            else:
-                todo[arch_str], pending[arch_str] = [i], arch
-        tickets: dict[int, str] = {}  # this call's children in flight -> their strings
-        try:
-            waiting = self._claim_and_submit(pending, tickets)
-            for i, arch_str, result in hits:
-                yield (i, *self._finish(arch_str, result, cached=True))
-            while tickets or waiting:
-                yield from self._harvest(tickets, todo, self.claim_poll_s if waiting else None)
-                if waiting:  # between completions: claim what was given up, collect what others stored
-                    waiting = self._claim_and_submit(waiting, tickets)
-                    yield from self._results_from_elsewhere(waiting, todo)
-        finally:  # claims of children this call will not finish (an error, an abandoned generator)
-            for arch_str in tickets.values():
-                store.release(arch_str, fingerprint)
+        yield from self.evaluation.evaluate_many(archs, self._root_seed or 0)
 
-    def _claim_and_submit(self, archs: dict[str, Any], tickets: dict[int, str]) -> dict[str, Any]:
-        """Submit the architectures this env may train; return those another process trains now."""
-        waiting = {}
-        for arch_str, arch in archs.items():
-            if self.store.claim(arch_str, self.evaluator.fingerprint) == "claimed":
-                tickets[self.backend.submit(arch, child_seed(self._root_seed or 0, arch_str))] = arch_str
-            else:  # "busy", or "done" since the first look (collected by the caller)
-                waiting[arch_str] = arch
-        return waiting
+    def state_dict(self) -> dict[str, Any]:
+        """The evaluation's own state (the shared weights of weight sharing; else empty)."""
+        return self.evaluation.state_dict()
 
-    def _harvest(
-        self, tickets: dict[int, str], todo: dict[str, list[int]], timeout: float | None
-    ) -> list[tuple[int, float, dict[str, Any]]]:
-        """Store every child of this call that completes within ``timeout`` s; return their yields.
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (nothing to do when it is empty).
 
-        All are stored (and their claims released) before any is yielded, so a caller that stops
-        iterating loses nothing that was trained. With nothing in flight it sleeps ``timeout``.
+        Raises:
+            ValueError: Shared weights given to an env without weight sharing, or saved with
+                other weight-sharing settings.
         """
-        if not tickets:
-            time.sleep(timeout or 0.0)
-            return []
-        out = []
-        fingerprint = self.evaluator.fingerprint
-        for done in self.backend.harvest(timeout, tickets=tickets):
-            arch_str = tickets.pop(done.ticket)
-            for attempt in done.failed_attempts:  # workers that died: kept, never cached
-                self.store.add(arch_str, fingerprint, attempt, FAILED_REWARD)
-            first, *repeats = todo[arch_str]
-            out.append((first, *self._finish(arch_str, done.result, cached=False)))
-            self.store.release(arch_str, fingerprint)
-            out += [(i, *self._finish(arch_str, done.result, cached=True)) for i in repeats]
-        return out
-
-    def _results_from_elsewhere(
-        self, waiting: dict[str, Any], todo: dict[str, list[int]]
-    ) -> list[tuple[int, float, dict[str, Any]]]:
-        """Yields for waited-for architectures whose results other processes have stored."""
-        out = []
-        for arch_str in list(waiting):
-            hit = self.store.lookup(arch_str, self.evaluator.fingerprint)
-            if hit is not None:
-                del waiting[arch_str]
-                out += [(i, *self._finish(arch_str, hit[0], cached=True)) for i in todo[arch_str]]
-        return out
-
-    def _finish(self, arch_str: str, result: EvalResult, cached: bool) -> tuple[float, dict[str, Any]]:
-        """Reward and terminal ``info`` of one result; a fresh result is stored."""
-        reward = float(compute_reward(self.reward_fn, result))
-        if not cached:
-            self.store.add(arch_str, self.evaluator.fingerprint, result, reward)
-        self.last_result = result
-        info: dict[str, Any] = {
-            "arch": arch_str,
-            "cached": cached,
-            "eval_status": result.status,
-            "error": result.error,
-            "num_params": result.num_params,
-            "train_seconds": result.cost_s,
-            "cost_s": result.cost_s,
-            "seed": result.seed,
-        }
-        for name in self.evaluator.metric_names:
-            info[name] = float(result.metrics.get(name, float("nan")))
-        return reward, info
-
-    def _evaluate_tokens(self, tokens: list[int]) -> tuple[float, dict[str, Any]]:
-        return self.evaluate_arch(self.space.decode(tokens))
+        if state:
+            self.evaluation.load_state_dict(state)
 
     def _observation(self) -> np.ndarray:
         obs = np.zeros(self._obs_dim, dtype=np.float32)
