@@ -174,7 +174,7 @@ def make_env(env: str, env_kwargs: dict[str, Any]) -> gym.Env[Any, Any]:
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         for key in env_kwargs:
             try:
-                check_choice(f"--env-kwargs: {env_id} has no argument; key", key, params)
+                check_choice("--env-kwargs key", key, params)
             except ValueError as exc:
                 raise UsageError(str(exc)) from exc
     try:

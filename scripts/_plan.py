@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import inspect
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,14 +25,19 @@ ACCURACY_KEYS = ("val_accuracy", "val_perplexity")
 """Terminal-info keys a reward is computed from, in order of preference."""
 
 
+def evaluation_of(env: gym.Env[Any, Any]) -> Any:
+    """The env's evaluation service (``env.unwrapped.evaluation``: evaluator, reward, backend)."""
+    inner: Any = env.unwrapped
+    return getattr(inner, "evaluation", inner)
+
+
 def reward_definition(env: gym.Env[Any, Any]) -> str:
     """One line saying what the env's reward is (the reward function's docstring, the table column)."""
-    inner: Any = env.unwrapped
-    fn = getattr(inner, "reward_fn", None)
+    fn = getattr(evaluation_of(env), "reward_fn", None)
     while isinstance(fn, functools.partial):
         fn = fn.func
     text = (inspect.getdoc(fn) or "").split("\n\n")[0].replace("\n", " ") if fn is not None else ""
-    column = getattr(getattr(inner, "evaluator", None), "reward_metric", None)
+    column = getattr(getattr(evaluation_of(env), "evaluator", None), "reward_metric", None)
     if column:
         text += f" The accuracy is the NB201 table's column {column} / 100 (looked up, not trained)."
     return text.strip() or "the env's terminal reward"
@@ -65,7 +71,8 @@ class Plan:
     threads: int = 1
     calibration: Calibration | None = None
     accuracy_key: str | None = None
-    notes: list[str] = field(default_factory=list)
+    timer: Callable[[], Calibration] | None = field(default=None, repr=False)
+    """Times the reference children (cached per machine); None when children are not trained."""
 
     @classmethod
     def of(
@@ -75,7 +82,7 @@ class Plan:
         import torch
 
         inner: Any = env.unwrapped
-        evaluator = getattr(inner, "evaluator", None)
+        evaluator = getattr(evaluation_of(env), "evaluator", None)
         space = str(getattr(getattr(inner, "space", None), "name", "cnn"))
         fidelity = _fidelity_name(env_id.rpartition(":")[2], env_kwargs)
         recipe_obj = getattr(evaluator, "fidelity", None)
@@ -90,8 +97,13 @@ class Plan:
         if isinstance(recipe_obj, Fidelity) and build is not None and hasattr(inner, "space"):
             archs = reference_archs(inner.space)
             builders = [functools.partial(build, arch) for arch in archs]
-            plan.calibration = calibrate(recipe_obj, builders, space, device or "cpu", threads)
+            plan.timer = functools.partial(calibrate, recipe_obj, builders, space, device or "cpu", threads)
         return plan
+
+    def measure(self) -> None:
+        """Time the reference children, unless this machine did before (seconds, then cached)."""
+        if self.timer is not None and self.calibration is None:
+            self.calibration = self.timer()
 
     def described(self) -> dict[str, Any]:
         """The plan as JSON fields (for ``config.json`` and ``best.json``)."""
@@ -141,8 +153,8 @@ class Plan:
             return None
         return self.calibration.per_child(self.precision)[1] * children / self.workers
 
-    def lines(self, budget: int, done: int, time_budget: float | None) -> list[str]:
-        """The plan as printed before the first child."""
+    def head(self, budget: int, done: int) -> list[str]:
+        """The plan's first lines, printed at once: what runs, what the reward is, how children train."""
         fidelity = "none: looked up in a table, no training" if "table" in self.reward else "-"
         if self.recipe is not None:
             r = self.recipe
@@ -152,11 +164,15 @@ class Plan:
             )
         elif self.fidelity is not None:
             fidelity = f"{self.fidelity}, {self.device}"
-        out = [
+        return [
             f"nas-search: {self.env}, agent {self.agent}, {budget - done} children to go of {budget}",
             f"  reward: {self.reward}",
             f"  fidelity: {fidelity}",
         ]
+
+    def timing(self, budget: int, done: int, time_budget: float | None) -> list[str]:
+        """The plan's last lines, after :meth:`measure`: seconds per child here, the ETA, how to stop."""
+        out = []
         eta = self.eta_seconds(budget - done)
         if self.calibration is not None and eta is not None:
             low, mean, high = self.calibration.per_child(self.precision)

@@ -118,10 +118,12 @@ class RunWriter:
         space = self.plan.space
         if space not in RETRAINABLE or self.plan.fidelity is None:
             return None
+        rung = evaluation.info.get("fidelity")  # successive halving: the rung's fidelity
+        fidelity = rung if isinstance(rung, str) and rung != "base" else self.plan.fidelity
         command = "nas-retrain" + ("" if space == "cnn" else f" --space {space}")
         seed = evaluation.info.get("seed")
         seed_flag = f" --seed {seed}" if isinstance(seed, int) else ""
-        return f'{command} --arch "{evaluation.arch}" --fidelity {self.plan.fidelity}{seed_flag}'
+        return f'{command} --arch "{evaluation.arch}" --fidelity {fidelity}{seed_flag}'
 
     def write_best(self, stopped: str | None = None) -> None:
         """Top architectures (each once, by its best rank), what the reward is, and a retrain command.

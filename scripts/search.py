@@ -39,7 +39,7 @@ from scripts._cli import (
     given_values,
 )
 from scripts._cli import make_env as make_cli_env
-from scripts._plan import Plan
+from scripts._plan import Plan, evaluation_of
 from scripts._search_run import BEST, CHECKPOINT, CONFIG, CSV_FILE, STORE, run
 
 RESUME_MAY_CHANGE = ("budget", "time_budget", "resume", "progress", "checkpoint_every", "top_k")
@@ -215,7 +215,7 @@ def workers_of(config: SearchConfig, env: gym.Env[Any, Any]) -> int:
         from nas_env.backends.threads import available_cpus
 
         return available_cpus()
-    backend = getattr(env.unwrapped, "backend", None)
+    backend = getattr(evaluation_of(env), "backend", None)
     return int(getattr(backend, "num_workers", 1) or 1)
 
 
@@ -249,13 +249,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif config.resume:
         agent.load(out / CHECKPOINT)
     budget = int(config.budget or TIME_BUDGET_CAP)
+    plan = Plan.of(env, config.env, dict(config.env_kwargs), config.agent, workers_of(config, env))
+    print("\n".join(plan.head(budget, len(agent.history))), flush=True)
     try:
-        plan = Plan.of(env, config.env, dict(config.env_kwargs), config.agent, workers_of(config, env))
-    except KeyboardInterrupt:
+        load_data = getattr(getattr(evaluation_of(env), "evaluator", None), "load_data", None)
+        if load_data is not None:  # a missing dataset fails here, before any child, as one line
+            load_data()
+        plan.measure()
+        print("\n".join(plan.timing(budget, len(agent.history), config.time_budget)), flush=True)
+    except (KeyboardInterrupt, NASEnvError) as exc:
+        agent.close()
         env.close()
+        if isinstance(exc, NASEnvError):
+            print(f"nas-search: error: {exc}", file=sys.stderr)
+            return 1
         print(f"nas-search: interrupted before the first child; resume with: {resume}", file=sys.stderr)
         return 130
-    print("\n".join(plan.lines(budget, len(agent.history), config.time_budget)), flush=True)
     outcome = run(config, env, env_kwargs, agent, plan, budget)
     done = len(outcome.history)
     if outcome.stopped in ("interrupted", "terminated"):

@@ -70,18 +70,21 @@ def find_cifar10(data_dir: str | os.PathLike[str] | None = None, download_missin
     for folder in tried:
         if all((folder / name).is_file() for name in (*TRAIN_FILES, TEST_FILE)):
             return folder
+    where = (
+        "CIFAR-10 not found; looked for data_batch_1..5 and test_batch in "
+        + ", ".join(str(p) for p in tried)
+        + f". Set NAS_ENV_DATA (or data_dir=) to the folder holding {CIFAR_DIRNAME}/"
+    )
     if download_missing:
         root = roots[0]
-        archive = download(CIFAR_URL, root / "cifar-10-python.tar.gz", CIFAR_MD5)
+        try:
+            archive = download(CIFAR_URL, root / "cifar-10-python.tar.gz", CIFAR_MD5)
+        except DatasetError as exc:  # offline: say where the data is looked for, not only the URL
+            raise DatasetError(f"{where}; the download failed ({exc}); download=False skips it") from None
         extract_tar(archive, root)
         archive.unlink()
         return root / CIFAR_DIRNAME
-    raise DatasetError(
-        "CIFAR-10 not found; looked for data_batch_1..5 and test_batch in "
-        + ", ".join(str(p) for p in tried)
-        + f". Set NAS_ENV_DATA (or data_dir=) to the folder holding {CIFAR_DIRNAME}/, "
-        "or allow the download from " + CIFAR_URL
-    )
+    raise DatasetError(f"{where}, or allow the download from {CIFAR_URL} (download=True)")
 
 
 @lru_cache(maxsize=4)

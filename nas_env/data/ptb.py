@@ -107,7 +107,13 @@ def find_ptb(
         folder = tried[0]
         for name, md5 in WORD_FILES.values():
             if not (folder / name).is_file():
-                download(PTB_URL + name, folder / name, md5)
+                try:
+                    download(PTB_URL + name, folder / name, md5)
+                except DatasetError as exc:  # offline: say where the data is looked for
+                    message = _missing_message(level, tried, names).rstrip(".")
+                    raise DatasetError(
+                        f"{message}; the download failed ({exc}); download=False skips it"
+                    ) from None
         return folder
     raise DatasetError(_missing_message(level, tried, names))
 

@@ -37,7 +37,7 @@ REFERENCE_SEED = 0
 """Seed of the reference children drawn from the search space."""
 REFERENCE_CHILDREN = 3
 """Reference children timed per precision (random children differ several-fold in cost)."""
-TIMED_STEPS = 3
+TIMED_STEPS = 2
 """Minibatches timed per reference child (after one warm-up)."""
 
 
