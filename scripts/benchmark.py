@@ -56,6 +56,7 @@ from scripts._cli import (
     given_values,
     make_env,
 )
+from scripts._plan import evaluation_of
 
 RUNS, SUMMARY, CURVES, CONFIG = "runs.csv", "summary.md", "curves.png", "config.json"
 
@@ -147,7 +148,7 @@ _PROGRESS: Any = None
 class _Batched:
     """Sends progress to the parent at most every 0.2 s (a queue put per tabular lookup would dominate)."""
 
-    def __init__(self, sink: Any) -> None:
+    def __init__(self, sink: Callable[[int], Any]) -> None:
         self.sink, self.pending, self.last = sink, 0.0, time.monotonic()
 
     def __call__(self, amount: float) -> None:
@@ -156,9 +157,11 @@ class _Batched:
             self.flush()
 
     def flush(self) -> None:
-        if self.pending:
-            self.sink.put(self.pending)
-        self.pending, self.last = 0.0, time.monotonic()
+        """Send the whole units (architectures or seconds) so far; the bar counts integers."""
+        whole = int(self.pending)
+        if whole:
+            self.sink(whole)
+        self.pending, self.last = self.pending - whole, time.monotonic()
 
 
 def _init_worker(progress_queue: Any) -> None:
@@ -168,7 +171,7 @@ def _init_worker(progress_queue: Any) -> None:
 
 
 def _run_in_worker(job: Job) -> tuple[list[dict[str, Any]], float]:
-    progress = _Batched(_PROGRESS)
+    progress = _Batched(_PROGRESS.put)
     try:
         return run_job(job, progress)
     finally:
@@ -186,7 +189,10 @@ def _drain(progress_queue: Any, bar: tqdm) -> None:
 def run_all(jobs: Sequence[Job], workers: int, bar: tqdm) -> list[tuple[list[dict[str, Any]], float]]:
     """Run every job, in ``workers`` spawned processes (or in this one for ``workers == 1``)."""
     if workers == 1:
-        return [run_job(job, bar.update) for job in jobs]
+        progress = _Batched(bar.update)
+        results = [run_job(job, progress) for job in jobs]
+        progress.flush()
+        return results
     ctx = mp.get_context("spawn")  # no fork after torch started its thread pools
     progress_queue = ctx.Queue()
     with ProcessPoolExecutor(
@@ -229,6 +235,8 @@ class EnvCheck(NamedTuple):
     """The table column reported, when there is one (with ``reward_metric``: published figures)."""
     skipped: dict[str, str]
     """With ``--policies all``: the policies that cannot run with their defaults, and why."""
+    reward_is_accuracy: bool = False
+    """The search reward is an accuracy in [0, 1] (reported in percent, as the report metric)."""
 
 
 def check_env(config: BenchmarkConfig) -> EnvCheck:
@@ -242,7 +250,9 @@ def check_env(config: BenchmarkConfig) -> EnvCheck:
     """
     env = make_env(config.env, config.env_kwargs)
     try:
-        evaluator: Any = getattr(env.unwrapped, "evaluator", None)
+        evaluation = evaluation_of(env)
+        evaluator: Any = getattr(evaluation, "evaluator", None)
+        reward_is_accuracy = getattr(getattr(evaluation, "reward_fn", None), "__name__", "") == "accuracy"
         if config.time_budget is not None and not getattr(evaluator, "has_train_seconds", False):
             raise UsageError(
                 f"--time-budget needs simulated training seconds, which {config.env} with "
@@ -267,8 +277,8 @@ def check_env(config: BenchmarkConfig) -> EnvCheck:
             arch, reward, report = evaluator.best_cell("reward")
             optimum = (arch.to_str(), reward, report)
             metrics = getattr(evaluator, "reward_metric", None), getattr(evaluator, "report_metric", None)
-            return EnvCheck(optimum, *metrics, skipped)
-        return EnvCheck(None, None, None, skipped)
+            return EnvCheck(optimum, *metrics, skipped, reward_is_accuracy)
+        return EnvCheck(None, None, None, skipped, reward_is_accuracy)
     finally:
         env.close()
 
@@ -304,7 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     labels = list(dict.fromkeys(job.label for job in jobs))
     workers = config.workers or min(len(jobs), mp.cpu_count())
     by_time = config.time_budget is not None
-    total = len(jobs) * (config.time_budget if config.time_budget is not None else config.max_evaluations)
+    per_run = config.time_budget if config.time_budget is not None else config.max_evaluations
+    total = int(len(jobs) * per_run)
     with tqdm(
         total=total, unit="s" if by_time else "arch", disable=not config.progress, desc="benchmark"
     ) as bar:
@@ -316,9 +327,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         wall[job.label].append(seconds)
     write_runs(out / RUNS, [rows for rows, _ in results])
     published = published_figures(checked.reward_metric, checked.report_metric)
-    summary = summary_markdown(config, runs, wall, checked.optimum, published, checked.skipped)
+    summary = summary_markdown(
+        config, runs, wall, checked.optimum, published, checked.skipped, checked.reward_is_accuracy
+    )
     (out / SUMMARY).write_text(summary)
-    plot_curves(out / CURVES, config, runs, checked.optimum)
+    plot_curves(out / CURVES, config, runs, checked.optimum, published)
     print(summary)
     return 0
 

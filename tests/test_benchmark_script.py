@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import csv
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from nb201_table import write_nb201_table
 
+from nas_env.evaluators.nb201_synthetic import write_nb201_table
 from nas_env.evaluators.tabular import TabularEvaluator
 from nas_env.search_spaces.nb201 import NB201Architecture
 from scripts.benchmark import main
@@ -147,7 +148,7 @@ def test_bad_arguments_fail_before_any_work(
 
 
 def test_time_budget_needs_train_seconds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from nb201_table import table_lines
+    from nas_env.evaluators.nb201_synthetic import table_lines
 
     lines = table_lines(extra_column=False)
     keep = [i for i, name in enumerate(lines[0].split(",")) if "train_seconds" not in name]
@@ -175,6 +176,33 @@ def test_all_policies_with_published_figures(table: str, tmp_path: Path) -> None
     rows = {line.split(" | ")[0][2:]: line for line in summary.splitlines() if line.startswith("| ")}
     assert rows["random"].endswith("| 93.70 ± 0.36 |") and rows["evolution"].endswith("| 93.92 ± 0.30 |")
     assert rows["reinforce_nb201"].endswith("| 93.85 ± 0.37 |") and rows["local_search"].endswith("| - |")
+    # one unit: the search reward (an accuracy here) is in percent, as the reported accuracy
+    header = summary.splitlines()[4].split(" | ")
+    assert "best search reward (%)" in header and "distinct archs" in header
+    for name, line in rows.items():
+        if name in ran:
+            reward = float(line.split(" | ")[header.index("best search reward (%)")].split(" ± ")[0])
+            assert 1 < reward <= 100
+    # identical policies are explained: PPO never updates within 12 x 6 steps (n_steps=2048)
+    assert "`ppo` and `maskable_ppo` evaluated the same architectures in every seed: PPO" in summary
+    runs = read_rows(tmp_path / "runs.csv")
+    assert [r["arch"] for r in runs if r["policy"] == "ppo"] == [
+        r["arch"] for r in runs if r["policy"] == "maskable_ppo"
+    ]
+
+
+def test_progress_bar_counts_whole_architectures_and_help_has_no_double_backslash(
+    table: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [a for a in args(table, tmp_path, "--policies", "random,evolution", "--seeds", "2",
+                            "--budget", "7", "--workers", "1") if a != "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "28/28" in err and not re.search(r"\d\.\d+/28", err)
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    assert "\\\\" not in text and "table_path=nb201.csv \\\n" in text
 
 
 @pytest.mark.parametrize(
