@@ -240,8 +240,8 @@ def plot_curves(
     """Best-so-far report metric against the budget: mean and 95% band per policy (matplotlib, Agg).
 
     The legend sits outside the axes; the y range fits the mean curves after their first tenth
-    (the first few random picks would squash the rest; bands may be cut); NB201's published figures (mean ± std) are
-    drawn at their budget in the colour of the matching policy.
+    (the first few random picks would squash the rest; bands may be cut); NB201's published
+    figures (mean ± std) are drawn at their budget in the colour of the matching policy.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
