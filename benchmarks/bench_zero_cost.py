@@ -34,6 +34,8 @@ from nas_env.search_spaces.nb201 import NUM_CELLS, NB201Architecture
 from nas_env.store import ResultsStore
 
 TARGET = "cifar10_test_acc_200ep"
+PTB = ("params", "snip", "grad_norm")
+"""The scores defined for PTB's language models."""
 CANDIDATES: tuple[tuple[str, ...], ...] = (
     ("live_params", "jacob_cov"),
     ("live_params", "naswot"),
@@ -100,12 +102,12 @@ def score_all(
     rows = []
     start, fresh = time.perf_counter(), 0
     for n, arch in enumerate(archs, 1):
-        found = store.lookup(arch.to_str(), key)
+        found = store.lookup(arch_name(arch), key)
         if found is None:
             result = evaluator.evaluate(arch, seed)
             if result.status != "ok":
-                raise SystemExit(f"{arch.to_str()} failed: {result.error}")
-            store.add(arch.to_str(), key, result, result.metrics["zero_cost"])
+                raise SystemExit(f"{arch_name(arch)} failed: {result.error}")
+            store.add(arch_name(arch), key, result, result.metrics["zero_cost"])
             fresh += 1
         else:
             result = found[0]
@@ -114,6 +116,11 @@ def score_all(
             rate = (time.perf_counter() - start) / fresh
             print(f"  [{label}] {n}/{len(archs)} scored ({fresh} now, {rate:.2f} s each)", flush=True)
     return {m: np.array([r[f"zc_{m}"] for r in rows], dtype=float) for m in evaluator.members}
+
+
+def arch_name(arch: Any) -> str:
+    """The store's key of an architecture (``"lstm"`` is its own name)."""
+    return arch if isinstance(arch, str) else str(arch.to_str())
 
 
 def time_scores(evaluator: ZeroCostEvaluator, archs: Sequence[Any], names: Sequence[str]) -> dict[str, float]:
@@ -153,13 +160,13 @@ def nb201_section(args: argparse.Namespace, store: ResultsStore) -> list[str]:
         f"network {evaluator.network} (channels, cells per stage); minibatch {args.batch_size} CIFAR-10 "
         f"training images (seed 0); weights seed {args.weight_seed}; "
         f"seconds per child on {args.time_cells} cells, {torch.get_num_threads()} torch thread(s)",
-        f"{'score':42s} " + " ".join(f"{p:>8s} tau" for p in parts) + "  rho all   s/child",
+        f"{'score':46s} " + " ".join(f"{p:>8s} tau" for p in parts) + "  rho all   s/child",
     ]
 
     def row(name: str, column: np.ndarray, secs: float | None) -> str:
         taus = " ".join(f"{kendall(column[s], truth[s]):12.3f}" for s in parts.values())
         sec = f"{secs:8.3f}" if secs is not None else " " * 8
-        return f"{name:42s} {taus} {spearman(column, truth):8.3f}  {sec}"
+        return f"{name:46s} {taus} {spearman(column, truth):8.3f}  {sec}"
 
     for name in values:
         lines.append(row(name, values[name], timed.get(name)))
@@ -168,7 +175,7 @@ def nb201_section(args: argparse.Namespace, store: ResultsStore) -> list[str]:
     for names in candidates:
         lines.append(row(f"rank-average {'+'.join(names)}", rank_average([values[n] for n in names]), None))
     if reward:
-        label = f"{args.zero_cost} (the reward: {zc.ENSEMBLES.get(args.zero_cost)})"
+        label = f"{args.zero_cost} = the reward"
         lines.append(row(label, _reward(values, args), timed[args.zero_cost]))
     return lines
 
@@ -195,11 +202,46 @@ def cnn_section(args: argparse.Namespace, store: ResultsStore) -> list[str]:
         f"\nCNN space: {args.children} random 6-layer children (CnnSearchSpace, NumPy seed {args.seed}); "
         f"{len(known)} have a proxy reward (training seed 0) in {args.fidelity_store}; "
         "the long reference is not measured here",
-        f"{'score':42s} {'tau vs proxy':>12s}   s/child",
+        f"{'score':46s} {'tau vs proxy':>12s}   s/child",
     ]
     for name, column in values.items():
         tau = kendall(column[known], proxy) if len(known) >= 2 else math.nan
-        lines.append(f"{name:42s} {tau:12.3f}  {timed[name]:8.3f}")
+        lines.append(f"{name:46s} {tau:12.3f}  {timed[name]:8.3f}")
+    return lines
+
+
+def ptb_section(args: argparse.Namespace, store: ResultsStore) -> list[str]:
+    """PTB's scores of bench_fidelity's PTB sample, and tau against its stored proxy perplexities."""
+    from nas_env.evaluators.ptb import PtbTrainingEvaluator
+    from nas_env.search_spaces.rnn_cell import NASCELL, TANH_RNN, RnnCellSearchSpace
+    from nas_env.training.ptb import PTB_FIDELITIES
+
+    space = RnnCellSearchSpace(base=8)
+    rng = np.random.default_rng(args.seed)
+    randoms = [space.decode(space.sample(rng)) for _ in range(args.rnn_cells)]
+    archs: list[Any] = ["lstm", NASCELL, TANH_RNN, *randoms]  # bench_fidelity's ptb_sample
+    evaluator = ZeroCostEvaluator("ptb", "params", args.batch_size, data_dir=args.data_dir, extra_scores=PTB)
+    values = score_all(evaluator, store, archs, args.weight_seed, "ptb")
+    timed = time_scores(evaluator, archs, list(values))
+    key = f"{PtbTrainingEvaluator(PTB_FIDELITIES['proxy'], download=False).fingerprint}:s0"
+    trained = ResultsStore(args.ptb_store) if os.path.exists(args.ptb_store) else None
+    found = [trained.lookup(arch_name(a), key) if trained is not None else None for a in archs]
+    known = [i for i, f in enumerate(found) if f is not None]
+    ppl = np.array(
+        [
+            found[i][0].metrics.get("val_perplexity", math.inf) if found[i][0].status == "ok" else math.inf
+            for i in known
+        ]  # type: ignore[index]
+    )
+    lines = [
+        f"\nPTB space: LSTM, NASCell, tanh RNN and {args.rnn_cells} random base-8 cells (NumPy seed "
+        f"{args.seed}); {len(known)} have a proxy perplexity (training seed 0; inf: diverged) in "
+        f"{args.ptb_store}; network {evaluator.network} (hidden, layers)",
+        f"{'score':46s} {'tau vs -ppl':>12s}   s/child",
+    ]
+    for name, column in values.items():
+        tau = kendall(column[known], -ppl) if len(known) >= 2 else math.nan
+        lines.append(f"{name:46s} {tau:12.3f}  {timed[name]:8.3f}")
     return lines
 
 
@@ -214,7 +256,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--space", choices=("nb201", "cnn", "both"), default="nb201")
+    parser.add_argument("--space", choices=("nb201", "cnn", "ptb", "all"), default="nb201")
+    parser.add_argument("--rnn-cells", type=int, default=12, help="random PTB cells in the sample")
+    parser.add_argument(
+        "--ptb-store",
+        default="runs/bench_fidelity_ptb.sqlite",
+        help="bench_fidelity's PTB store, read for the cells' proxy perplexities",
+    )
     parser.add_argument("--children", type=int, default=12, help="CNN children in the sample")
     parser.add_argument(
         "--fidelity-store",
@@ -252,10 +300,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     start = time.perf_counter()
     store = ResultsStore(args.store)
     lines = []
-    if args.space in ("nb201", "both"):
+    if args.space in ("nb201", "all"):
         lines += nb201_section(args, store)
-    if args.space in ("cnn", "both"):
+    if args.space in ("cnn", "all"):
         lines += cnn_section(args, store)
+    if args.space in ("ptb", "all"):
+        lines += ptb_section(args, store)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
     print(f"\nwall {time.perf_counter() - start:.0f} s (stored scores are free); load average {load:.1f}")
     print("\n".join(lines))

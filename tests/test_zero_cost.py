@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -195,3 +196,65 @@ def test_scores_on_cuda_match_cpu() -> None:
     gpu = zc.measure(list(zc.SCORES), model.cuda(), x.cuda(), y.cuda())
     for name in zc.SCORES:
         assert gpu[name] == pytest.approx(cpu[name], rel=1e-3), name
+
+
+def run_episode(env: gym.Env, seed: int) -> tuple[float, dict]:
+    """One episode of uniformly random valid actions."""
+    rng = np.random.default_rng(seed)
+    _, info = env.reset(seed=seed)
+    while True:
+        action = int(rng.choice(np.flatnonzero(info["action_mask"])))
+        _, reward, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            return float(reward), info
+
+
+@pytest.mark.parametrize(
+    ("env_id", "kwargs", "member"),
+    [
+        ("NAS-Bench-201-v0", {}, "zc_jacob_cov"),
+        ("NAS-CIFAR10-v0", {"num_layers": 3, "zero_cost": "live_params"}, "zc_live_params"),
+        ("NAS-PTB-v0", {"base": 2, "zero_cost": "snip"}, "zc_snip"),
+    ],
+)
+def test_zero_cost_reward_mode_through_gym_make(
+    env_id: str, kwargs: dict, member: str, data_dir: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "results.sqlite"
+    env = gym.make(env_id, fidelity="zero_cost", cache_path=str(cache), device="cpu", **kwargs)
+    reward, info = run_episode(env, seed=0)
+    assert info["eval_status"] == "ok" and not info["cached"]
+    assert reward == info["zero_cost"] and math.isfinite(reward) and member in info
+    again, info_again = run_episode(env, seed=0)  # same seed, same child: served by the store
+    assert info_again["cached"] and again == reward and info_again["arch"] == info["arch"]
+    fresh = gym.make(env_id, fidelity="zero_cost", cache_path=str(cache), device="cpu", **kwargs)
+    assert run_episode(fresh, seed=0)[1]["cached"]  # the store outlives the env
+    evaluator = env.unwrapped.evaluation.evaluator
+    assert isinstance(evaluator, ZeroCostEvaluator)
+
+
+def test_zero_cost_mode_bad_arguments_are_one_line_errors(data_dir: Path) -> None:
+    with pytest.raises(ValueError, match=r"zero_cost='synflow' only applies with fidelity='zero_cost'"):
+        gym.make("NAS-Bench-201-v0", zero_cost="synflow")
+    with pytest.raises(ValueError, match=r"zero_cost='synflw'.*Did you mean 'synflow'"):
+        gym.make("NAS-CIFAR10-v0", fidelity="zero_cost", zero_cost="synflw")
+    with pytest.raises(ValueError, match=r"ptb space.*\['params', 'snip', 'grad_norm'\]"):
+        gym.make("NAS-PTB-v0", fidelity="zero_cost", zero_cost="naswot")
+    with pytest.raises(ValueError, match="test_images"):
+        gym.make("NAS-Bench-201-v0", fidelity="zero_cost", test_images=100)
+
+
+def test_zero_cost_first_rung_of_successive_halving(data_dir: Path) -> None:
+    from agents.base import make_agent
+
+    env = gym.make("NAS-Bench-201-v0", fidelity="zero_cost", zero_cost="live_params", device="cpu")
+    agent = make_agent("halving", env, seed=0, rungs=("cifar10_valid_acc_12ep",), base="random")
+    history = agent.search(12)
+    rung0 = [e for e in history if e.info.get("rung", 0) == 0]
+    promoted = [e for e in history if e.info.get("rung", 0) == 1]
+    assert rung0 and promoted
+    assert all("zero_cost" in e.info for e in rung0)
+    assert all("test_accuracy" in e.info and 0 < e.reward <= 1 for e in promoted)  # the table's accuracy
+    best_zero_cost = {e.arch for e in sorted(rung0, key=lambda e: -e.reward)[: len(promoted)]}
+    assert {e.arch for e in promoted} <= {e.arch for e in rung0}
+    assert {e.arch for e in promoted} & best_zero_cost

@@ -10,6 +10,7 @@ from nas_env.envs.token_env import TokenNASEnv
 from nas_env.evaluation import Evaluation, SharedWeightEvaluation
 from nas_env.evaluators.shared import SharedWeightEvaluator
 from nas_env.evaluators.training import CifarTrainingEvaluator
+from nas_env.evaluators.zero_cost import ZERO_COST_FIDELITY, check_zero_cost_unused, zero_cost_evaluation
 from nas_env.rewards import get_reward
 from nas_env.search_spaces.cnn import CnnSearchSpace
 from nas_env.training.recipes import Fidelity
@@ -66,7 +67,9 @@ class CifarNASEnv(TokenNASEnv):
     | skip_connections | bool              | True      | anchor tokens choose inputs (else a chain)     |
     | pool_after       | tuple[int, ...]   | ()        | 2x2 max-pool after these layers (0-based)      |
     | filter_offset    | int               | 0         | added to every layer's filters ("+40 filters") |
-    | fidelity         | str or Fidelity   | "proxy"   | "paper", "proxy", "smoke" or a Fidelity        |
+    | fidelity         | str or Fidelity   | "proxy"   | "paper", "proxy", "smoke" or a Fidelity;       |
+    |                  |                   |           | "zero_cost": untrained score (zero_cost.md)    |
+    | zero_cost        | str or None       | None      | with fidelity="zero_cost": the score (ensemble)|
     | reward           | str               | "paper"   | "paper" (accuracy cubed) or "accuracy"         |
     | weight_sharing   | bool              | False     | score children with shared weights (ENAS)      |
     | shared_steps     | int or None       | None (2)  | shared-weight steps per child (weight sharing) |
@@ -119,6 +122,7 @@ class CifarNASEnv(TokenNASEnv):
         shared_steps: int | None = None,
         valid_batch: int | None = None,
         shared_kwargs: dict[str, Any] | None = None,
+        zero_cost: str | None = None,
     ) -> None:
         """Build the space, evaluator and reward from flat keyword arguments (see the table).
 
@@ -156,8 +160,23 @@ class CifarNASEnv(TokenNASEnv):
                     f"{sorted(given)} only apply with weight_sharing=True "
                     f"(got weight_sharing={weight_sharing!r})"
                 )
-            trainer = CifarTrainingEvaluator(fidelity, data_dir=data_dir, device=device, download=download)
-            evaluation = Evaluation(trainer, reward_fn, cache_path, backend, backend_kwargs)
+            if fidelity == ZERO_COST_FIDELITY:
+                evaluation = zero_cost_evaluation(
+                    "cnn", zero_cost, data_dir, device, download, cache_path, backend, backend_kwargs
+                )
+            else:
+                check_zero_cost_unused(zero_cost)
+                trainer = CifarTrainingEvaluator(
+                    fidelity, data_dir=data_dir, device=device, download=download
+                )
+                evaluation = Evaluation(trainer, reward_fn, cache_path, backend, backend_kwargs)
         self.weight_sharing = weight_sharing
         """Whether children are scored with shared weights (ENAS)."""
         super().__init__(space, evaluation, strict_actions, render_mode)
+
+    def fidelity_kwargs(self, fidelity: str) -> dict[str, Any]:
+        """Score children at another ``fidelity`` (successive halving).
+
+        A zero-cost first rung's ``zero_cost=`` does not carry over to the trained rungs.
+        """
+        return {"fidelity": fidelity, "zero_cost": None}

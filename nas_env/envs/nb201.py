@@ -15,9 +15,10 @@ from nas_env.evaluators.tabular import (
     TabularEvaluator,
     find_nb201_table,
 )
+from nas_env.evaluators.zero_cost import ZERO_COST_FIDELITY, check_zero_cost_unused, zero_cost_evaluation
 from nas_env.rewards import get_reward
 from nas_env.search_spaces.nb201 import NB201SearchSpace
-from nas_env.training.recipes import Fidelity
+from nas_env.training.recipes import NB201_FIDELITIES, Fidelity
 
 AUTO_TABLE = "auto"
 """``table_path`` default: the table found under the data roots (see :func:`find_nb201_table`)."""
@@ -96,7 +97,9 @@ class NASBench201Env(TokenNASEnv):
     | report_metric  | str             | "cifar10_test_acc_200ep" | tabular: column in info["test_accuracy"] |
     | reward         | str             | "accuracy"               | "accuracy" or "paper" (accuracy cubed)   |
     | fidelity       | str, Fidelity   | None                     | trained: "paper", "proxy" (None),        |
-    |                | or None         |                          | "smoke"...                               |
+    |                | or None         |                          | "smoke"...; "zero_cost": untrained score |
+    | zero_cost      | str or None     | None                     | with fidelity="zero_cost": the score     |
+    |                |                 |                          | ("ensemble"; docs/zero_cost.md)          |
     | test_images    | int or None     | None                     | trained: test images scored (None:       |
     |                |                 |                          | the fidelity's valid_images)             |
 
@@ -140,6 +143,7 @@ class NASBench201Env(TokenNASEnv):
         render_mode: str | None = None,
         backend: str = "local",
         backend_kwargs: dict[str, Any] | None = None,
+        zero_cost: str | None = None,
     ) -> None:
         """Build the space, the evaluator of the chosen mode and the reward (see the table).
 
@@ -167,18 +171,27 @@ class NASBench201Env(TokenNASEnv):
                     mode = f"trained mode (table_path=None){lookup}"
                 raise ValueError(f"{name}={given[name]!r} only applies in {mode}; remove it or switch mode")
         evaluator: Evaluator
-        if table_path is not None:
-            evaluator = TabularEvaluator(table_path, reward_metric, report_metric)
-        else:
-            evaluator = NB201TrainingEvaluator(
-                fidelity or "proxy",
-                data_dir=data_dir,
-                device=device,
-                download=download,
-                test_images=test_images,
-            )
         self._tabular = table_path is not None
-        evaluation = Evaluation(evaluator, get_reward(reward), cache_path, backend, backend_kwargs)
+        self._zero_cost = not self._tabular and fidelity == ZERO_COST_FIDELITY
+        if self._zero_cost:
+            if test_images is not None:
+                raise ValueError(f"test_images={test_images!r} does not apply with fidelity='zero_cost'")
+            evaluation = zero_cost_evaluation(
+                "nb201", zero_cost, data_dir, device, download, cache_path, backend, backend_kwargs
+            )
+        else:
+            check_zero_cost_unused(zero_cost)
+            if table_path is not None:
+                evaluator = TabularEvaluator(table_path, reward_metric, report_metric)
+            else:
+                evaluator = NB201TrainingEvaluator(
+                    fidelity or "proxy",
+                    data_dir=data_dir,
+                    device=device,
+                    download=download,
+                    test_images=test_images,
+                )
+            evaluation = Evaluation(evaluator, get_reward(reward), cache_path, backend, backend_kwargs)
         super().__init__(NB201SearchSpace(), evaluation, strict_actions, render_mode)
 
     def fidelity_kwargs(self, fidelity: str) -> dict[str, Any]:
@@ -186,5 +199,13 @@ class NASBench201Env(TokenNASEnv):
 
         Tabular mode: ``fidelity`` is the table column that scores the children (``reward_metric``),
         e.g. ``"cifar10_valid_acc_200ep"``. Trained mode: a preset, as for the other envs.
+        ``"zero_cost"`` scores them untrained; after a zero-cost first rung a table column is
+        looked up in the default table.
         """
-        return {"reward_metric": fidelity} if self._tabular else {"fidelity": fidelity}
+        if fidelity == ZERO_COST_FIDELITY:
+            return {"table_path": None, "fidelity": fidelity}
+        if self._tabular:
+            return {"reward_metric": fidelity}
+        if self._zero_cost and fidelity not in NB201_FIDELITIES:  # a table column after a zero-cost rung
+            return {"table_path": AUTO_TABLE, "fidelity": None, "zero_cost": None, "reward_metric": fidelity}
+        return {"fidelity": fidelity, "zero_cost": None}

@@ -11,6 +11,7 @@ from nas_env.data.ptb import find_ptb
 from nas_env.envs.token_env import TokenNASEnv
 from nas_env.evaluation import Evaluation
 from nas_env.evaluators.ptb import PtbTrainingEvaluator
+from nas_env.evaluators.zero_cost import ZERO_COST_FIDELITY, check_zero_cost_unused, zero_cost_evaluation
 from nas_env.rewards import inverse_squared_perplexity
 from nas_env.search_spaces.rnn_cell import RnnCellSearchSpace
 from nas_env.training.ptb import PtbFidelity
@@ -72,6 +73,8 @@ class PtbNASEnv(TokenNASEnv):
     | base           | int                | 8       | leaves of the cell tree: 2, 4 or 8 (paper: 8)         |
     | memory         | bool               | True    | search the cell inject / cell output blocks           |
     | fidelity       | str or PtbFidelity | "proxy" | "paper", "proxy" (~60 s per child, 2 cores), "smoke"   |
+    |                |                    |         | or "zero_cost" (untrained score, docs/zero_cost.md)   |
+    | zero_cost      | str or None        | None    | with fidelity="zero_cost": params, snip or grad_norm  |
     | reward_c       | float              | 80.0    | c of the reward c / perplexity**2                     |
 
     ## Example
@@ -108,6 +111,7 @@ class PtbNASEnv(TokenNASEnv):
         render_mode: str | None = None,
         backend: str = "local",
         backend_kwargs: dict[str, Any] | None = None,
+        zero_cost: str | None = None,
     ) -> None:
         """Build the space, evaluator and reward from flat keyword arguments (see the table).
 
@@ -118,14 +122,27 @@ class PtbNASEnv(TokenNASEnv):
         if isinstance(reward_c, bool) or not isinstance(reward_c, int | float) or not 0 < reward_c < math.inf:
             raise ValueError(f"reward_c={reward_c!r} must be a positive finite number (paper: 80)")
         space = RnnCellSearchSpace(base=base, memory=memory)
-        evaluator = PtbTrainingEvaluator(
-            fidelity, data_dir=data_dir, device=device, download=download, level=self.level
-        )
         if self.level == "char":
             find_ptb(data_dir, "char", download_missing=False)  # fail at make time, not mid-search
-        reward_fn = functools.partial(inverse_squared_perplexity, c=float(reward_c))
-        evaluation = Evaluation(evaluator, reward_fn, cache_path, backend, backend_kwargs)
+        if fidelity == ZERO_COST_FIDELITY:
+            evaluation = zero_cost_evaluation(
+                "ptb", zero_cost, data_dir, device, download, cache_path, backend, backend_kwargs, self.level
+            )
+        else:
+            check_zero_cost_unused(zero_cost)
+            evaluator = PtbTrainingEvaluator(
+                fidelity, data_dir=data_dir, device=device, download=download, level=self.level
+            )
+            reward_fn = functools.partial(inverse_squared_perplexity, c=float(reward_c))
+            evaluation = Evaluation(evaluator, reward_fn, cache_path, backend, backend_kwargs)
         super().__init__(space, evaluation, strict_actions, render_mode)
+
+    def fidelity_kwargs(self, fidelity: str) -> dict[str, Any]:
+        """Score children at another ``fidelity`` (successive halving).
+
+        A zero-cost first rung's ``zero_cost=`` does not carry over to the trained rungs.
+        """
+        return {"fidelity": fidelity, "zero_cost": None}
 
 
 class PtbCharNASEnv(PtbNASEnv):

@@ -13,7 +13,7 @@ import math
 import os
 import time
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -23,6 +23,9 @@ from nas_env.errors import check_choice, check_range
 from nas_env.evaluators.base import Evaluator
 from nas_env.evaluators.training import resolve_device
 from nas_env.type_aliases import EvalResult
+
+if TYPE_CHECKING:
+    from nas_env.evaluation import Evaluation
 
 SPACES = ("cnn", "nb201", "ptb")
 """The spaces a :class:`ZeroCostEvaluator` builds networks for."""
@@ -63,6 +66,7 @@ class ZeroCostEvaluator(Evaluator):
         network: The network the cell is built into: NB201 ``(channels, cells_per_stage)``
             (default: the ``proxy`` preset's, which the env's trained mode trains); PTB
             ``(hidden_size, num_layers)`` (default: the ``proxy`` preset's). Ignored for CNN.
+        level: PTB's ``"word"`` or ``"char"`` corpus (ignored for the image spaces).
         extra_scores: Single scores also reported (as ``zc_<name>``) beside the chosen one, in
             the same passes (``benchmarks/bench_zero_cost.py`` measures them all at once).
 
@@ -83,6 +87,7 @@ class ZeroCostEvaluator(Evaluator):
         resolution: int | None = None,
         network: tuple[int, int] | None = None,
         extra_scores: tuple[str, ...] = (),
+        level: str = "word",
     ) -> None:
         """Check the arguments; the data is loaded on the first evaluation."""
         check_choice("space", space, SPACES)
@@ -96,7 +101,9 @@ class ZeroCostEvaluator(Evaluator):
         if resolution is None:
             resolution = _default_resolution(space)
         check_choice("resolution", resolution, (8, 16, 32))
+        check_choice("level", level, ("word", "char"))
         self.space = space
+        self.level = level if space == "ptb" else "word"
         self.zero_cost = zero_cost
         self.members = zero_cost_members
         self.batch_size = batch_size
@@ -111,11 +118,12 @@ class ZeroCostEvaluator(Evaluator):
     @property
     def fingerprint(self) -> str:
         """Space, network, score (with an ensemble's weights and scales), minibatch and version."""
-        weights = zc.ENSEMBLES.get(self.zero_cost, {})
-        scales = {m: zc.SCALES[m] for m in weights}
+        weights = zc.ENSEMBLES.get(self.zero_cost, {self.zero_cost: 1.0})
+        scales = sorted((m, zc.SCALES[m]) for m in weights)
+        level = "" if self.level == "word" else f"-{self.level}"
         payload = (
-            f"zc{VERSION}-{self.space}-net{self.network}-{self.zero_cost}{sorted(weights.items())}"
-            f"{sorted(scales.items())}{sorted(self.members)}-b{self.batch_size}-s{self.batch_seed}-r{self.resolution}"
+            f"zc{VERSION}-{self.space}{level}-net{self.network}-{self.zero_cost}{sorted(weights.items())}"
+            f"{scales}{sorted(self.members)}-b{self.batch_size}-s{self.batch_seed}-r{self.resolution}"
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -132,7 +140,7 @@ class ZeroCostEvaluator(Evaluator):
         if self.space == "ptb":
             from nas_env.data.ptb import load_ptb
 
-            stream = load_ptb(self.data_dir, "word", download_missing=self.download).train
+            stream = load_ptb(self.data_dir, self.level, download_missing=self.download).train
             bptt = 35
             starts = torch.randint(0, len(stream) - bptt - 1, (self.batch_size,), generator=gen)
             window = starts[None, :] + torch.arange(bptt)[:, None]  # (T, B)
@@ -166,7 +174,7 @@ class ZeroCostEvaluator(Evaluator):
     def _vocab_size(self) -> int:
         from nas_env.data.ptb import load_ptb
 
-        return load_ptb(self.data_dir, "word", download_missing=self.download).vocab_size
+        return load_ptb(self.data_dir, self.level, download_missing=self.download).vocab_size
 
     def scores(self, arch: Any, seed: int) -> tuple[dict[str, float], int]:
         """Every member score of ``arch`` (``-inf`` when not finite) and its trainable parameters.
@@ -190,6 +198,52 @@ class ZeroCostEvaluator(Evaluator):
         metrics = {ZERO_COST_METRIC: zc.combine(self.zero_cost, values)}
         metrics.update({f"zc_{k}": v for k, v in values.items()})
         return EvalResult("ok", metrics, num_params, time.perf_counter() - start, seed=seed)
+
+
+ZERO_COST_FIDELITY = "zero_cost"
+"""The ``fidelity=`` of the envs that scores children by a zero-cost proxy instead of training."""
+
+
+def zero_cost_evaluation(
+    space: str,
+    zero_cost: str | None,
+    data_dir: str | os.PathLike[str] | None,
+    device: str,
+    download: bool,
+    cache_path: str | os.PathLike[str] | None,
+    backend: str,
+    backend_kwargs: dict[str, Any] | None,
+    level: str = "word",
+) -> Evaluation:
+    """The evaluation service of an env's ``fidelity="zero_cost"`` mode: its reward is the score.
+
+    Args:
+        space: The env's space (:data:`SPACES`).
+        zero_cost: The score; ``None``: ``"ensemble"`` (PTB: ``"params"``).
+        data_dir: Data root; device, download, cache, backend: as for trained rewards.
+        device: Where the networks are scored.
+        download: Download the dataset when it is not found.
+        cache_path: The results store (zero-cost results have their own fingerprint).
+        backend: ``"local"``, ``"pool"`` or ``"ray"``.
+        backend_kwargs: The backend's arguments.
+        level: PTB's corpus level.
+    """
+    from nas_env.evaluation import Evaluation
+
+    name = zero_cost or ("params" if space == "ptb" else "ensemble")
+    evaluator = ZeroCostEvaluator(
+        space, name, data_dir=data_dir, device=device, download=download, level=level
+    )
+    return Evaluation(evaluator, zero_cost_reward, cache_path, backend, backend_kwargs)
+
+
+def check_zero_cost_unused(zero_cost: str | None) -> None:
+    """Raise the one-line error for ``zero_cost=`` given without ``fidelity="zero_cost"``."""
+    if zero_cost is not None:
+        raise ValueError(
+            f"zero_cost={zero_cost!r} only applies with fidelity={ZERO_COST_FIDELITY!r}; "
+            "remove it or set the fidelity"
+        )
 
 
 def _default_resolution(space: str) -> int:
