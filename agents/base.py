@@ -12,13 +12,12 @@ of its state so that a killed run resumes exactly where it stopped.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from nas_env.type_aliases import TokenSpec
+from agents.runner import AnyEnv, TokenRunner
+from nas_env.errors import did_you_mean
 
 AGENTS: dict[str, str] = {
     "reinforce": "agents.reinforce:ReinforceAgent",
@@ -47,8 +47,6 @@ AGENT_NAMES: tuple[str, ...] = tuple(AGENTS)
 
 EvalCallback = Callable[["Evaluation"], None]
 """Called once per evaluated architecture, right after the agent recorded it."""
-
-AnyEnv = gym.Env[Any, Any] | gym.vector.VectorEnv[Any, Any, Any]
 
 
 @dataclass(frozen=True)
@@ -82,25 +80,36 @@ class Evaluation:
 class SearchAgent(ABC):
     """A search agent: proposes architectures, steps the env to score them, learns from the rewards.
 
-    Subclasses implement :meth:`_search` (the loop), :meth:`state_dict` and
-    :meth:`load_state_dict`. The loop must call :meth:`_record` for every evaluation; ``_record``
-    appends to :attr:`history` and calls the user's callback, at which point the agent's state
-    must be consistent (a checkpoint taken inside the callback resumes exactly).
+    This class owns the settings (checked against :attr:`config_class`, with a "did you mean"),
+    the seed, the budget, the history and its part of the checkpoint. Most agents derive from
+    :class:`AskTellAgent`, which also owns the loop and the pending children, and write only
+    ``propose`` and ``observe``. Agents with a loop of their own (SB3's ``learn``, the distributed
+    controller) implement :meth:`_search`, calling :meth:`_record` for every evaluation; at that
+    moment the agent's state must be consistent (a checkpoint taken inside the callback resumes
+    exactly).
 
     Args:
         env: A Gymnasium env of this package (wrapped or not), or a vector env of them.
         seed: Root seed of the agent's randomness and of the env (``reset(seed=seed)``).
-        **overrides: Agent settings (fields of the agent's config dataclass).
+        **overrides: Agent settings (fields of :attr:`config_class`).
     """
 
     name: str = "agent"
+    config_class: type[Any] | None = None
+    """Frozen dataclass of the agent's settings (``None``: it takes none)."""
 
     def __init__(self, env: AnyEnv, seed: int = 0, **overrides: Any) -> None:
+        check_overrides(self.name, overrides, self.setting_names())
         self.env = env
         self.seed = int(seed)
         self.overrides = dict(overrides)
+        self.config: Any = None if self.config_class is None else self.config_class(**overrides)
         self.history: list[Evaluation] = []
         self._callback: EvalCallback | None = None
+
+    def setting_names(self) -> list[str]:
+        """Settings this agent accepts: the fields of :attr:`config_class` by default."""
+        return [] if self.config_class is None else [f.name for f in fields(self.config_class)]
 
     def search(self, budget: int, callback: EvalCallback | None = None) -> list[Evaluation]:
         """Run until :attr:`history` holds ``budget`` evaluations.
@@ -130,8 +139,8 @@ class SearchAgent(ABC):
         return list(self.history)
 
     def config_dict(self) -> dict[str, Any]:
-        """The agent's resolved settings (for the run's ``config.json``); none by default."""
-        return dict(self.overrides)
+        """The agent's resolved settings (for the run's ``config.json``)."""
+        return dict(self.overrides) if self.config is None else asdict(self.config)
 
     def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
         """Release what the agent made itself (envs of its own); the env it was given is the caller's."""
@@ -210,6 +219,78 @@ class SearchAgent(ABC):
         self.history = [Evaluation.from_state(s) for s in state]
 
 
+class AskTellAgent(SearchAgent):
+    """An agent that only proposes token sequences and observes their rewards (Optuna's ask/tell).
+
+    The loop is this class's: while the budget lasts, ask :meth:`propose` for as many sequences
+    as the env evaluates at once (the sub-envs of a vector env), step the env through them, then
+    tell :meth:`observe` each reward, in order, right before it is recorded. Sequences proposed
+    but not yet evaluated are :attr:`pending` and go into the checkpoint with the history; an
+    agent adds its own state through :meth:`algorithm_state` / :meth:`load_algorithm_state`.
+
+    Args:
+        env: A token env of this package (wrapped or vectorised).
+        seed: Root seed of the agent and of ``env.reset(seed=...)``.
+        **overrides: Fields of :attr:`config_class`.
+    """
+
+    def __init__(self, env: AnyEnv, seed: int = 0, **overrides: Any) -> None:
+        super().__init__(env, seed, **overrides)
+        self.runner = TokenRunner(env, self.seed)
+        self.pending: list[list[int]] = []
+        """Proposed, not yet evaluated (oldest first)."""
+
+    def numpy_rng(self) -> np.random.Generator:
+        """The agent's NumPy generator, derived from the root seed (one per agent)."""
+        return np.random.default_rng(np.random.SeedSequence(self.seed).spawn(1)[0])
+
+    def torch_seeds(self) -> tuple[int, int]:
+        """Two seeds derived from the root seed: the model's initialisation and its sampling."""
+        init_seed, sample_seed = np.random.SeedSequence(self.seed).generate_state(2)
+        return int(init_seed), int(sample_seed)
+
+    @abstractmethod
+    def propose(self, count: int) -> Sequence[Sequence[int]]:
+        """The next token sequences to evaluate (``count`` is a hint: the env's parallel width)."""
+
+    @abstractmethod
+    def observe(self, tokens: Sequence[int], reward: float, info: dict[str, Any]) -> None:
+        """Learn from one evaluated sequence (called in proposal order)."""
+
+    def _search(self, budget: int) -> None:
+        while len(self.history) < budget:
+            if not self.pending:
+                self.pending = [list(t) for t in self.propose(self.runner.num_envs)]
+            chunk = self.pending[: budget - len(self.history)]
+            for reward, info in self.runner.evaluate(chunk):
+                self.observe(self.pending.pop(0), float(reward), info)
+                self._record(info["arch"], reward, info)
+
+    # ---- checkpoints ----------------------------------------------------------------------------
+
+    def algorithm_state(self) -> dict[str, Any]:
+        """The algorithm's own state for checkpoints (plain types and tensors)."""
+        return {}
+
+    def load_algorithm_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`algorithm_state` (``state`` is the whole checkpoint)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Pending sequences, history and :meth:`algorithm_state`."""
+        return {
+            "pending": [list(t) for t in self.pending],
+            **self.algorithm_state(),
+            "history": self._history_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self._load_history(state["history"])
+        pending = state.get("pending")
+        self.pending = [[int(x) for x in t] for t in pending] if isinstance(pending, list) else []
+        self.load_algorithm_state(state)
+
+
 def _env_state_holder(env: AnyEnv) -> Any:
     """The (unwrapped) env when it has ``state_dict``/``load_state_dict`` (shared weights); else None."""
     if isinstance(env, gym.vector.VectorEnv):
@@ -238,10 +319,9 @@ def check_overrides(agent: str, overrides: dict[str, Any], allowed: Sequence[str
     """Raise ``ValueError`` naming an unknown setting (with a "did you mean") and the allowed ones."""
     for key in overrides:
         if key not in allowed:
-            close = difflib.get_close_matches(key, list(allowed), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ValueError(
-                f"unknown setting {key!r} for agent {agent!r}; allowed: {sorted(allowed)}.{hint}"
+                f"unknown setting {key!r} for agent {agent!r}; allowed: {sorted(allowed)}."
+                + did_you_mean(key, allowed)
             )
 
 
@@ -261,9 +341,9 @@ def make_agent(name: str, env: AnyEnv, seed: int = 0, **overrides: Any) -> Searc
         ValueError: Unknown agent name (with a "did you mean") or unknown or invalid setting.
     """
     if name not in AGENTS:
-        close = difflib.get_close_matches(str(name), AGENT_NAMES, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown agent {name!r}; expected one of {list(AGENT_NAMES)}.{hint}")
+        raise ValueError(
+            f"unknown agent {name!r}; expected one of {list(AGENT_NAMES)}.{did_you_mean(name, AGENT_NAMES)}"
+        )
     module_name, class_name = AGENTS[name].split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     return cls(env, seed=seed, **overrides)
@@ -283,96 +363,3 @@ def torch_threads(num_threads: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-# ---- stepping the env ------------------------------------------------------------------------------
-
-
-class TokenRunner:
-    """Feeds complete token sequences to an env (or vector env) step by step and collects rewards.
-
-    Every reward comes from ``env.step``; the runner only reads the token schedule through
-    ``token_schedule()`` of the innermost env, and sets the depth through the public
-    ``reset(options={"num_layers": n})``.
-
-    Args:
-        env: A token env of this package, possibly wrapped, or a vector env of them.
-        seed: Passed to the first ``reset`` (fixes the children's training seeds).
-    """
-
-    def __init__(self, env: AnyEnv, seed: int) -> None:
-        self.env: Any = env  # gym.Env or VectorEnv; duck-typed below
-        self.is_vector = isinstance(env, gym.vector.VectorEnv)
-        self.num_envs = int(getattr(env, "num_envs", 1)) if self.is_vector else 1
-        self._seed: int | None = seed
-        self._num_layers: int | None = None
-        self._options: dict[str, Any] = {}
-        self._reset()
-
-    def _reset(self) -> None:
-        seed = self._seed
-        self._seed = None
-        if self.is_vector and seed is not None:
-            # the same root seed everywhere: a child's training seed then depends on its arch only
-            self.env.reset(seed=[seed] * self.num_envs, options=self._options)
-        else:
-            self.env.reset(seed=seed, options=self._options)
-        self._options = {}
-
-    def schedule(self) -> tuple[TokenSpec, ...]:
-        """Token schedule of the env's current configuration."""
-        if self.is_vector:
-            return tuple(self.env.call("token_schedule")[0])
-        return tuple(self.env.unwrapped.token_schedule())  # type: ignore[attr-defined]
-
-    def set_num_layers(self, num_layers: int) -> tuple[TokenSpec, ...]:
-        """Change the depth (via reset options) and return the new schedule."""
-        if num_layers != self._num_layers:
-            self._options = {"num_layers": int(num_layers)}
-            self._reset()
-            self._num_layers = int(num_layers)
-        return self.schedule()
-
-    def evaluate(self, tokens: Sequence[Sequence[int]]) -> list[tuple[float, dict[str, Any]]]:
-        """Step the env through each token sequence; return ``(reward, terminal info)`` per sequence.
-
-        A vector env evaluates up to ``num_envs`` sequences at a time (same length required); a
-        last, smaller group is padded with copies of its first sequence, so batch sizes that are
-        multiples of ``num_envs`` waste nothing.
-        """
-        out: list[tuple[float, dict[str, Any]]] = []
-        for start in range(0, len(tokens), self.num_envs):
-            chunk = tokens[start : start + self.num_envs]
-            out += self._evaluate_vector(chunk) if self.is_vector else [self._evaluate_one(chunk[0])]
-        return out
-
-    def _evaluate_one(self, tokens: Sequence[int]) -> tuple[float, dict[str, Any]]:
-        total = 0.0
-        for step, token in enumerate(tokens):
-            _, reward, terminated, truncated, info = self.env.step(np.int64(token))
-            total += float(reward)
-            if terminated or truncated:
-                if step != len(tokens) - 1:
-                    raise RuntimeError(f"episode ended after {step + 1} of {len(tokens)} tokens")
-                self._reset()
-                return total, info
-        raise RuntimeError(f"episode did not end after {len(tokens)} tokens; schedule and env disagree")
-
-    def _evaluate_vector(self, chunk: Sequence[Sequence[int]]) -> list[tuple[float, dict[str, Any]]]:
-        n = len(chunk)
-        length = len(chunk[0])
-        if any(len(t) != length for t in chunk):
-            raise ValueError("a vector env needs token sequences of equal length")
-        actions = np.tile(np.asarray(chunk[:1], dtype=np.int64), (self.num_envs, 1))
-        actions[:n] = np.asarray(chunk, dtype=np.int64)
-        for step in range(length):
-            _, rewards, terms, truncs, infos = self.env.step(actions[:, step])
-        if not np.all(terms | truncs):
-            raise RuntimeError(f"vector episodes did not end after {length} tokens")
-        results: list[tuple[float, dict[str, Any]]] = []
-        rewards = np.asarray(rewards)
-        for i in range(n):
-            info = {k: v[i] for k, v in infos.items() if not k.startswith("_") and isinstance(v, np.ndarray)}
-            results.append((float(rewards[i]), info))
-        self._reset()
-        return results

@@ -8,12 +8,13 @@ population, history) goes into a checkpoint, so a killed run resumes exactly.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from agents.base import AnyEnv, SearchAgent, TokenRunner, check_overrides
+from agents.base import AnyEnv, AskTellAgent
 from nas_env.type_aliases import TokenSpec
 
 
@@ -22,7 +23,7 @@ def sample_tokens(schedule: tuple[TokenSpec, ...], rng: np.random.Generator) -> 
     return [int(rng.integers(spec.num_choices)) for spec in schedule]
 
 
-class RandomSearchAgent(SearchAgent):
+class RandomSearchAgent(AskTellAgent):
     """Random search: every architecture drawn uniformly, token by token.
 
     The strong baseline of Li & Talwalkar (2019) and Yu et al. (2020); no settings.
@@ -31,35 +32,24 @@ class RandomSearchAgent(SearchAgent):
     name = "random"
 
     def __init__(self, env: AnyEnv, seed: int = 0, **overrides: Any) -> None:
-        check_overrides(self.name, overrides, ())
         super().__init__(env, seed, **overrides)
-        self.rng = np.random.default_rng(np.random.SeedSequence(self.seed).spawn(1)[0])
-        self.runner = TokenRunner(env, self.seed)
-        self.pending: list[list[int]] = []  # drawn, not yet evaluated (one per sub-env of a vector env)
+        self.rng = self.numpy_rng()
 
-    def _search(self, budget: int) -> None:
+    def propose(self, count: int) -> Sequence[Sequence[int]]:
+        """``count`` uniformly random sequences."""
         schedule = self.runner.schedule()
-        while len(self.history) < budget:
-            if not self.pending:
-                self.pending = [sample_tokens(schedule, self.rng) for _ in range(self.runner.num_envs)]
-            chunk = self.pending[: budget - len(self.history)]
-            for reward, info in self.runner.evaluate(chunk):
-                self.pending.pop(0)
-                self._record(info["arch"], reward, info)
+        return [sample_tokens(schedule, self.rng) for _ in range(count)]
 
-    def state_dict(self) -> dict[str, Any]:
-        """Generator state, drawn-but-unevaluated sequences and history."""
-        return {
-            "rng": self.rng.bit_generator.state,
-            "pending": self.pending,
-            "history": self._history_state(),
-        }
+    def observe(self, tokens: Sequence[int], reward: float, info: dict[str, Any]) -> None:
+        """Random search learns nothing."""
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`."""
+    def algorithm_state(self) -> dict[str, Any]:
+        """The generator's state."""
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_algorithm_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`algorithm_state`."""
         self.rng.bit_generator.state = state["rng"]
-        self.pending = [list(t) for t in state["pending"]]
-        self._load_history(state["history"])
 
 
 @dataclass(frozen=True)
@@ -93,14 +83,14 @@ class EvolutionConfig:
             )
 
 
-class RegularizedEvolutionAgent(SearchAgent):
+class RegularizedEvolutionAgent(AskTellAgent):
     """Regularized (aging) evolution (Real et al., AAAI 2019, https://arxiv.org/abs/1802.01548).
 
     The first ``population_size`` architectures are random. Afterwards each cycle samples
     ``tournament_size`` members (with replacement), copies the best, changes one token to another
-    valid value
-    (the mutation), evaluates the child, adds it and removes the *oldest* member. On a vector env
-    of ``n`` sub-envs, ``n`` children are proposed from the same population and evaluated together.
+    valid value (the mutation), evaluates the child, adds it and removes the *oldest* member. On a
+    vector env of ``n`` sub-envs, ``n`` children are proposed from the same population and
+    evaluated together.
 
     Args:
         env: Env to search.
@@ -109,22 +99,20 @@ class RegularizedEvolutionAgent(SearchAgent):
     """
 
     name = "evolution"
+    config_class = EvolutionConfig
+    config: EvolutionConfig
 
     def __init__(self, env: AnyEnv, seed: int = 0, **overrides: Any) -> None:
-        check_overrides(self.name, overrides, [f.name for f in fields(EvolutionConfig)])
         super().__init__(env, seed, **overrides)
-        self.config = EvolutionConfig(**overrides)
-        self.rng = np.random.default_rng(np.random.SeedSequence(self.seed).spawn(1)[0])
-        self.runner = TokenRunner(env, self.seed)
+        self.rng = self.numpy_rng()
         self.population: deque[tuple[list[int], float]] = deque()
-        self.pending: list[list[int]] = []  # proposed, not yet evaluated
 
-    def config_dict(self) -> dict[str, Any]:
-        """The resolved settings, for the run's ``config.json``."""
-        return asdict(self.config)
+    def propose(self, count: int) -> Sequence[Sequence[int]]:
+        """``count`` architectures: random while the population fills, else mutants of tournament winners."""
+        schedule = self.runner.schedule()
+        return [self._propose_one(schedule) for _ in range(count)]
 
-    def propose(self, schedule: tuple[TokenSpec, ...]) -> list[int]:
-        """The next architecture to evaluate: random while the population fills, else a mutant."""
+    def _propose_one(self, schedule: tuple[TokenSpec, ...]) -> list[int]:
         if len(self.population) < self.config.population_size:
             return sample_tokens(schedule, self.rng)
         picks = self.rng.integers(len(self.population), size=self.config.tournament_size)
@@ -142,30 +130,17 @@ class RegularizedEvolutionAgent(SearchAgent):
         child[pos] = (child[pos] + shift) % schedule[pos].num_choices
         return child
 
-    def _search(self, budget: int) -> None:
-        schedule = self.runner.schedule()
-        while len(self.history) < budget:
-            if not self.pending:
-                self.pending = [self.propose(schedule) for _ in range(self.runner.num_envs)]
-            chunk = self.pending[: budget - len(self.history)]
-            for reward, info in self.runner.evaluate(chunk):
-                self.population.append((self.pending.pop(0), float(reward)))
-                if len(self.population) > self.config.population_size:
-                    self.population.popleft()  # aging: the oldest dies, not the worst
-                self._record(info["arch"], reward, info)
+    def observe(self, tokens: Sequence[int], reward: float, info: dict[str, Any]) -> None:
+        """The child joins the population; the oldest member dies (aging, not the worst)."""
+        self.population.append((list(tokens), float(reward)))
+        if len(self.population) > self.config.population_size:
+            self.population.popleft()
 
-    def state_dict(self) -> dict[str, Any]:
-        """Generator state, population (oldest first) and history."""
-        return {
-            "rng": self.rng.bit_generator.state,
-            "population": [(list(t), r) for t, r in self.population],
-            "pending": self.pending,
-            "history": self._history_state(),
-        }
+    def algorithm_state(self) -> dict[str, Any]:
+        """Generator state and population (oldest first)."""
+        return {"rng": self.rng.bit_generator.state, "population": [(list(t), r) for t, r in self.population]}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`."""
+    def load_algorithm_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`algorithm_state`."""
         self.rng.bit_generator.state = state["rng"]
         self.population = deque((list(t), float(r)) for t, r in state["population"])
-        self.pending = [list(t) for t in state["pending"]]
-        self._load_history(state["history"])

@@ -28,10 +28,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from torch import nn
 
-from agents.base import AnyEnv, SearchAgent, check_overrides, plain_info, torch_threads
-from agents.plan import ANCHOR
+from agents.base import AnyEnv, SearchAgent, plain_info, torch_threads
+from agents.parameter_server import Coordinator, InProcess, ParameterShard, identity, split_parameters
+from agents.plan import token_vocab
 from agents.reinforce import Controller, EMABaseline, ReinforceConfig, policy_gradient
 
 
@@ -72,126 +72,6 @@ class DistributedConfig:
         return self.replicas > 1 or self.shards > 1
 
 
-def split_parameters(sizes: dict[str, int], shards: int) -> list[list[str]]:
-    """Assign parameter names to ``shards`` shards, largest first onto the lightest shard.
-
-    Raises:
-        ValueError: More shards than parameter tensors.
-    """
-    if shards > len(sizes):
-        raise ValueError(f"shards={shards} exceeds the controller's {len(sizes)} parameter tensors")
-    groups: list[list[str]] = [[] for _ in range(shards)]
-    load = [0] * shards
-    for name in sorted(sizes, key=lambda n: (-sizes[n], n)):
-        i = load.index(min(load))
-        groups[i].append(name)
-        load[i] += sizes[name]
-    return groups
-
-
-# ---- the actors (plain classes: Ray actors, or called in-process when K = S = 1) --------------------
-
-
-class ParameterShard:
-    """One parameter-server shard: a slice of the controller's parameters and its Adam state.
-
-    ``push`` adds a gradient; once ``grads_per_update`` have arrived their mean is applied with
-    Adam (elementwise, so S shards step exactly as one optimizer over all parameters would).
-    """
-
-    def __init__(
-        self,
-        params: dict[str, torch.Tensor],
-        learning_rate: float,
-        grads_per_update: int,
-        optimizer_state: dict[str, Any] | None = None,
-    ) -> None:
-        torch.set_num_threads(1)
-        self.params = {n: nn.Parameter(p.detach().clone()) for n, p in params.items()}
-        self.optimizer = torch.optim.Adam(list(self.params.values()), lr=learning_rate)
-        if optimizer_state is not None:
-            self.optimizer.load_state_dict(optimizer_state)
-        self.grads_per_update = grads_per_update
-        self.version = 0
-        self._sum: dict[str, torch.Tensor] = {}
-        self._count = 0
-
-    def pull(self) -> tuple[int, dict[str, torch.Tensor]]:
-        """Updates applied so far and a copy of the parameters."""
-        return self.version, {n: p.detach().clone() for n, p in self.params.items()}
-
-    def push(self, grads: dict[str, torch.Tensor]) -> int:
-        """Add one replica's gradient; apply the mean after ``grads_per_update``. Returns the version."""
-        for n, g in grads.items():
-            self._sum[n] = g.clone() if n not in self._sum else self._sum[n] + g
-        self._count += 1
-        if self._count == self.grads_per_update:
-            for n, p in self.params.items():
-                p.grad = self._sum[n] / self._count
-            self.optimizer.step()
-            self._sum, self._count = {}, 0
-            self.version += 1
-        return self.version
-
-    def state(self) -> dict[str, Any]:
-        """Parameters, optimizer state and version, for a checkpoint."""
-        return {"params": self.pull()[1], "optimizer": self.optimizer.state_dict(), "version": self.version}
-
-
-class Coordinator:
-    """Keeps the budget (how many children may still be sampled) and collects evaluations.
-
-    Args:
-        claimed: Children sampled before (a resumed run's history).
-        sink: In-process runs: called with each report at once (else reports wait for ``drain``).
-    """
-
-    def __init__(self, claimed: int, sink: Any = None) -> None:
-        self.budget = claimed
-        self.claimed = claimed
-        self.sink = sink
-        self.outstanding: dict[int, int] = {}
-        self.reports: list[tuple[int, str, float, dict[str, Any]]] = []
-        self.replica_states: dict[int, dict[str, Any]] = {}
-
-    def set_budget(self, budget: int) -> None:
-        """Total children of the run."""
-        self.budget = budget
-
-    def claim(self, replica: int, n: int) -> tuple[int, int]:
-        """Let ``replica`` sample up to ``n`` more children: ``(granted, children sampled before)``."""
-        granted = max(0, min(n, self.budget - self.claimed))
-        before = self.claimed
-        self.claimed += granted
-        self.outstanding[replica] = self.outstanding.get(replica, 0) + granted
-        return granted, before
-
-    def report(self, replica: int, arch: str, reward: float, info: dict[str, Any]) -> None:
-        """One evaluated child of ``replica``."""
-        self.outstanding[replica] -= 1
-        if self.sink is not None:
-            self.sink(arch, reward, info)
-        else:
-            self.reports.append((replica, arch, reward, info))
-
-    def drain(self) -> list[tuple[int, str, float, dict[str, Any]]]:
-        """Reports since the last call, in arrival order."""
-        out, self.reports = self.reports, []
-        return out
-
-    def release(self, replica: int) -> None:
-        """``replica`` died: its claimed but unreported children go back to the budget."""
-        self.claimed -= self.outstanding.pop(replica, 0)
-
-    def set_replica_state(self, replica: int, state: dict[str, Any]) -> None:
-        """Baseline and sampling RNG of ``replica`` after its last update (for checkpoints)."""
-        self.replica_states[replica] = state
-
-    def state(self) -> tuple[int, dict[int, dict[str, Any]]]:
-        """Children sampled so far and every replica's state."""
-        return self.claimed, dict(self.replica_states)
-
-
 class ControllerReplica:
     """A controller replica: pull, sample ``m`` children, harvest their rewards, push a gradient.
 
@@ -230,7 +110,7 @@ class ControllerReplica:
             self._get: Any = import_ray().get
             env = gym.make(env) if isinstance(env, gym.envs.registration.EnvSpec) else env
         else:
-            self._get = _identity
+            self._get = identity
         self.env = env.unwrapped
         self.evaluation = self.env.evaluation
         if dist.child_backend is not None:
@@ -294,20 +174,6 @@ class ControllerReplica:
         return {"baseline": self.baseline.value, "generator": self.generator.get_state()}
 
 
-def _identity(value: Any) -> Any:
-    return value
-
-
-class _InProcess:
-    """``handle.method.remote(*args)`` calls ``obj.method(*args)`` now (Ray's actor-call syntax)."""
-
-    def __init__(self, obj: Any) -> None:
-        self.obj = obj
-
-    def __getattr__(self, name: str) -> SimpleNamespace:
-        return SimpleNamespace(remote=getattr(self.obj, name))
-
-
 # ---- the agent ------------------------------------------------------------------------------------------
 
 
@@ -325,21 +191,19 @@ class DistributedReinforceAgent(SearchAgent):
     name = "distributed_reinforce"
 
     def __init__(self, env: AnyEnv, seed: int = 0, **overrides: Any) -> None:
-        reinforce_names = [f.name for f in fields(ReinforceConfig)]
-        dist_names = [f.name for f in fields(DistributedConfig)]
-        check_overrides(self.name, overrides, reinforce_names + dist_names)
         if isinstance(env, gym.vector.VectorEnv):
             raise ValueError("the distributed controller needs a single env, not a vector env")
         super().__init__(env, seed, **overrides)
+        reinforce_names = [f.name for f in fields(ReinforceConfig)]
         self.config = cfg = ReinforceConfig(**{k: v for k, v in overrides.items() if k in reinforce_names})
-        self.dist = DistributedConfig(**{k: v for k, v in overrides.items() if k in dist_names})
+        self.dist = DistributedConfig(**{k: v for k, v in overrides.items() if k not in reinforce_names})
         init_seed, sample_seed = np.random.SeedSequence(self.seed).generate_state(2)
         others = np.random.SeedSequence([self.seed, 1]).generate_state(self.dist.replicas)
         self.sample_seeds = [int(sample_seed), *(int(s) for s in others[1:])]
         depth = {"num_layers": cfg.max_layers} if cfg.depth_schedule else None  # every head exists
         env.reset(seed=self.seed, options=depth)
         schedule = env.unwrapped.token_schedule()  # type: ignore[attr-defined]
-        self.vocab = {s.kind: s.num_choices for s in schedule if s.kind != ANCHOR}
+        self.vocab = token_vocab(schedule)
         self.controller = Controller(self.vocab, cfg)
         self.controller.reset_parameters(cfg.init_range, torch.Generator().manual_seed(int(init_seed)))
         sizes = {n: p.numel() for n, p in self.controller.named_parameters()}
@@ -348,6 +212,10 @@ class DistributedReinforceAgent(SearchAgent):
         self._actors: SimpleNamespace | None = None
         self._owns_ray = False
         self._restarts = 0
+
+    def setting_names(self) -> list[str]:
+        """Fields of :class:`ReinforceConfig` and of :class:`DistributedConfig`."""
+        return [f.name for cls in (ReinforceConfig, DistributedConfig) for f in fields(cls)]
 
     def config_dict(self) -> dict[str, Any]:
         """The resolved hyperparameters, for the run's ``config.json``."""
@@ -406,9 +274,9 @@ class DistributedReinforceAgent(SearchAgent):
             get = ray.get
         else:
             ray = None
-            shards = [_InProcess(ParameterShard(*args)) for args in shard_args]
-            coordinator = _InProcess(Coordinator(claimed, sink=self._record))
-            get = _identity
+            shards = [InProcess(ParameterShard(*args)) for args in shard_args]
+            coordinator = InProcess(Coordinator(claimed, sink=self._record))
+            get = identity
         self._actors = SimpleNamespace(ray=ray, get=get, shards=shards, coordinator=coordinator, replicas=[])
         self._actors.replicas = [
             self._make_replica(k, shards, coordinator) for k in range(self.dist.replicas)
@@ -425,7 +293,7 @@ class DistributedReinforceAgent(SearchAgent):
         state = self._saved["replicas"].get(k)
         args = (k, env, self.seed, seed, self.config, self.vocab, self.assignment, shards, coordinator)
         if not self.dist.uses_ray:
-            return _InProcess(ControllerReplica(*args, state, self.dist))
+            return InProcess(ControllerReplica(*args, state, self.dist))
         assert self._actors is not None and self._actors.ray is not None
         replica_cls = self._actors.ray.remote(num_cpus=0)(ControllerReplica)
         return replica_cls.remote(*args, state, self.dist)

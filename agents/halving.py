@@ -23,12 +23,12 @@ score compared with a rung-2 one.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, cast
 
 import gymnasium as gym
 
-from agents.base import AGENTS, AnyEnv, Evaluation, SearchAgent, TokenRunner, check_overrides, make_agent
+from agents.base import AGENTS, AnyEnv, Evaluation, SearchAgent, TokenRunner, make_agent
 from nas_env.envs.token_env import TokenNASEnv
 from nas_env.errors import check_choice
 
@@ -84,11 +84,11 @@ class SuccessiveHalvingAgent(SearchAgent):
     """
 
     name = "halving"
+    config_class = HalvingConfig
+    config: HalvingConfig
 
     def __init__(self, env: AnyEnv, seed: int = 0, **overrides: Any) -> None:
-        check_overrides(self.name, overrides, [f.name for f in fields(HalvingConfig)])
         super().__init__(env, seed, **overrides)
-        self.config = HalvingConfig(**overrides)
         if isinstance(env, gym.vector.VectorEnv) or env.spec is None:
             raise ValueError(
                 "successive halving needs a single env made with gym.make (it remakes it per rung)"

@@ -26,12 +26,13 @@ on every env and dataset (docs/nb201.md gives the figures and the check on other
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from agents.base import AnyEnv, SearchAgent, TokenRunner, check_overrides
+from agents.base import AnyEnv, AskTellAgent
 from nas_env.errors import check_choice
 from nas_env.type_aliases import TokenSpec
 
@@ -127,7 +128,7 @@ def neighbours(tokens: Tokens, schedule: tuple[TokenSpec, ...]) -> list[Tokens]:
 # ---- the agent -----------------------------------------------------------------------------------------
 
 
-class LocalSearchAgent(SearchAgent):
+class LocalSearchAgent(AskTellAgent):
     """Model-guided local search: random start, Thompson sampling, then first-improvement hill climbing.
 
     See the module docstring for the algorithm and its sources. On a vector env of ``n`` sub-envs,
@@ -141,31 +142,25 @@ class LocalSearchAgent(SearchAgent):
     """
 
     name = "local_search"
+    config_class = LocalSearchConfig
+    config: LocalSearchConfig
 
     def __init__(self, env: AnyEnv, seed: int = 0, **overrides: Any) -> None:
-        check_overrides(self.name, overrides, [f.name for f in fields(LocalSearchConfig)])
         super().__init__(env, seed, **overrides)
-        self.config = cfg = LocalSearchConfig(**overrides)
-        self.rng = np.random.default_rng(np.random.SeedSequence(self.seed).spawn(1)[0])
-        self.runner = TokenRunner(env, self.seed)
+        self.rng = self.numpy_rng()
         self.schedule = self.runner.schedule()
         sizes = [spec.num_choices for spec in self.schedule]
-        self.model = AdditiveModel(sizes, cfg.noise_variance)
+        self.model = AdditiveModel(sizes, self.config.noise_variance)
         self.space_size = math.prod(sizes)
         self._all: np.ndarray | None = None  # every architecture, when the space is small enough
         self.evaluated: list[tuple[Tokens, float]] = []
         self.seen: set[Tokens] = set()
         self.incumbent: tuple[Tokens, float] | None = None
         self.queue: list[Tokens] | None = None  # the incumbent's neighbours still to try, in order
-        self.pending: list[Tokens] = []  # proposed, not yet evaluated
-
-    def config_dict(self) -> dict[str, Any]:
-        """The resolved settings, for the run's ``config.json``."""
-        return asdict(self.config)
 
     # ---- proposals -----------------------------------------------------------------------------------
 
-    def propose(self, count: int) -> list[Tokens]:
+    def propose(self, count: int) -> Sequence[Sequence[int]]:
         """The next ``count`` distinct architectures to evaluate (none seen before, while any is left)."""
         batch: list[Tokens] = []
         for _ in range(count):
@@ -180,7 +175,7 @@ class LocalSearchAgent(SearchAgent):
             else:
                 tokens = self._next_neighbour(taken)
             batch.append(tokens)
-        return batch
+        return [list(t) for t in batch]
 
     def _random(self, taken: set[Tokens]) -> Tokens:
         while True:
@@ -253,18 +248,11 @@ class LocalSearchAgent(SearchAgent):
             values = self.model.score(self._draw(), np.array(queue, dtype=np.int64))
             self.queue = [queue[int(i)] for i in np.argsort(-values, kind="stable")]
 
-    # ---- the loop ------------------------------------------------------------------------------------
+    # ---- learning ----------------------------------------------------------------------------------
 
-    def _search(self, budget: int) -> None:
-        while len(self.history) < budget:
-            if not self.pending:
-                self.pending = self.propose(self.runner.num_envs)
-            chunk = [list(t) for t in self.pending[: budget - len(self.history)]]
-            for reward, info in self.runner.evaluate(chunk):
-                self._observe(self.pending.pop(0), float(reward))
-                self._record(info["arch"], reward, info)
-
-    def _observe(self, tokens: Tokens, reward: float) -> None:
+    def observe(self, tokens: Sequence[int], reward: float, info: dict[str, Any]) -> None:
+        """Add the reward to the model's data; during local search, a better one becomes the incumbent."""
+        tokens = tuple(int(t) for t in tokens)
         self.evaluated.append((tokens, reward))
         self.seen.add(tokens)
         if len(self.evaluated) > self.config.model_samples and (
@@ -274,19 +262,17 @@ class LocalSearchAgent(SearchAgent):
 
     # ---- checkpoints ---------------------------------------------------------------------------------
 
-    def state_dict(self) -> dict[str, Any]:
-        """Generator, evaluated architectures, incumbent and its queue, pending proposals, history."""
+    def algorithm_state(self) -> dict[str, Any]:
+        """Generator, evaluated architectures, incumbent and its queue."""
         return {
             "rng": self.rng.bit_generator.state,
             "evaluated": [(list(t), r) for t, r in self.evaluated],
             "incumbent": None if self.incumbent is None else (list(self.incumbent[0]), self.incumbent[1]),
             "queue": None if self.queue is None else [list(t) for t in self.queue],
-            "pending": [list(t) for t in self.pending],
-            "history": self._history_state(),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`."""
+    def load_algorithm_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`algorithm_state`."""
         self.rng.bit_generator.state = state["rng"]
         self.evaluated = [(tuple(int(x) for x in t), float(r)) for t, r in state["evaluated"]]
         self.seen = {t for t, _ in self.evaluated}
@@ -296,5 +282,3 @@ class LocalSearchAgent(SearchAgent):
         )
         queue = state["queue"]
         self.queue = None if queue is None else [tuple(int(x) for x in t) for t in queue]
-        self.pending = [tuple(int(x) for x in t) for t in state["pending"]]
-        self._load_history(state["history"])

@@ -21,14 +21,15 @@ accuracies in percent and ours fractions in [0, 1]; Adam's steps do not depend o
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from agents.base import AnyEnv, SearchAgent, TokenRunner, check_overrides, torch_threads
+from agents.base import AnyEnv, AskTellAgent, torch_threads
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ class BiasCorrectedEMA:
         return self.numerator / self.denominator
 
 
-class NB201ReinforceAgent(SearchAgent):
+class NB201ReinforceAgent(AskTellAgent):
     """NAS-Bench-201's REINFORCE (Dong & Yang, ICLR 2020, https://arxiv.org/abs/2001.00326).
 
     One factorized softmax per token, an EMA baseline with momentum 0.9, one Adam step (learning
@@ -119,36 +120,30 @@ class NB201ReinforceAgent(SearchAgent):
     """
 
     name = "reinforce_nb201"
+    config_class = NB201ReinforceConfig
+    config: NB201ReinforceConfig
 
     def __init__(self, env: AnyEnv, seed: int = 0, **overrides: Any) -> None:
-        check_overrides(self.name, overrides, [f.name for f in fields(NB201ReinforceConfig)])
         super().__init__(env, seed, **overrides)
-        self.config = cfg = NB201ReinforceConfig(**overrides)
-        init_seed, sample_seed = np.random.SeedSequence(self.seed).generate_state(2)
-        self.runner = TokenRunner(env, self.seed)
+        init_seed, sample_seed = self.torch_seeds()
         self.policy = FactorizedPolicy([spec.num_choices for spec in self.runner.schedule()])
-        init = torch.Generator().manual_seed(int(init_seed))
+        init = torch.Generator().manual_seed(init_seed)
         with torch.no_grad():
-            self.policy.logits.copy_(cfg.init_std * torch.randn(self.policy.logits.shape, generator=init))
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.learning_rate)
-        self.generator = torch.Generator().manual_seed(int(sample_seed))
-        self.baseline = BiasCorrectedEMA(cfg.ema_momentum)
-        self.pending: list[list[int]] = []  # sampled, not yet evaluated
+            self.policy.logits.copy_(
+                self.config.init_std * torch.randn(self.policy.logits.shape, generator=init)
+            )
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.config.learning_rate)
+        self.generator = torch.Generator().manual_seed(sample_seed)
+        self.baseline = BiasCorrectedEMA(self.config.ema_momentum)
 
-    def config_dict(self) -> dict[str, Any]:
-        """The resolved hyperparameters, for the run's ``config.json``."""
-        return asdict(self.config)
+    def propose(self, count: int) -> Sequence[Sequence[int]]:
+        """``count`` sequences sampled from the current policy."""
+        return [self.policy.sample(self.generator) for _ in range(count)]
 
-    def _search(self, budget: int) -> None:
-        while len(self.history) < budget:
-            if not self.pending:
-                self.pending = [self.policy.sample(self.generator) for _ in range(self.runner.num_envs)]
-            chunk = self.pending[: budget - len(self.history)]
-            for reward, info in self.runner.evaluate(chunk):
-                tokens = self.pending.pop(0)
-                with torch_threads(1):
-                    self.update(tokens, float(reward))
-                self._record(info["arch"], reward, info)
+    def observe(self, tokens: Sequence[int], reward: float, info: dict[str, Any]) -> None:
+        """One policy-gradient step per architecture, as NB201 does."""
+        with torch_threads(1):
+            self.update(list(tokens), reward)
 
     def update(self, tokens: list[int], reward: float) -> float:
         """NB201's step: baseline first, then Adam on ``-log P(tokens) * (reward - baseline)``."""
@@ -166,22 +161,18 @@ class NB201ReinforceAgent(SearchAgent):
 
     # ---- checkpoints ---------------------------------------------------------------------------------
 
-    def state_dict(self) -> dict[str, Any]:
-        """Logits, optimizer, baseline, sampling RNG, sampled-but-unevaluated tokens and the history."""
+    def algorithm_state(self) -> dict[str, Any]:
+        """Logits, optimizer, baseline and sampling RNG."""
         return {
             "policy": self.policy.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "baseline": (self.baseline.numerator, self.baseline.denominator),
             "generator": self.generator.get_state(),
-            "pending": self.pending,
-            "history": self._history_state(),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`."""
+    def load_algorithm_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`algorithm_state`."""
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.baseline.numerator, self.baseline.denominator = (float(v) for v in state["baseline"])
         self.generator.set_state(state["generator"])
-        self.pending = [list(t) for t in state["pending"]]
-        self._load_history(state["history"])

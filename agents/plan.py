@@ -22,6 +22,15 @@ START, AFTER_ANCHOR = 0, 1
 """Embedding ids of the controller's first input and of its input after an anchor point."""
 
 
+def token_vocab(schedule: tuple[TokenSpec, ...]) -> dict[str, int]:
+    """Head size of every non-anchor token kind: its most choices at any step of ``schedule``."""
+    vocab: dict[str, int] = {}
+    for spec in schedule:
+        if spec.kind != ANCHOR:
+            vocab[spec.kind] = max(vocab.get(spec.kind, 0), spec.num_choices)
+    return vocab
+
+
 @dataclass(frozen=True, eq=False)
 class Plan:
     """How the controller walks one token schedule: its LSTM steps and where each token comes from.

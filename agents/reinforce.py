@@ -17,7 +17,8 @@ no gradients); the update recomputes their log-probabilities in a single teacher
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents.base import AnyEnv, SearchAgent, TokenRunner, check_overrides, torch_threads
-from agents.plan import AFTER_ANCHOR, ANCHOR, START, Plan, make_plan
+from agents.base import AnyEnv, AskTellAgent, torch_threads
+from agents.plan import AFTER_ANCHOR, ANCHOR, START, Plan, make_plan, token_vocab
 from nas_env.type_aliases import TokenSpec
 
 
@@ -266,7 +267,7 @@ def policy_gradient(
 # ---- the search loop ---------------------------------------------------------------------------------
 
 
-class ReinforceAgent(SearchAgent):
+class ReinforceAgent(AskTellAgent):
     """REINFORCE over the paper's controller (Zoph & Le 2017, https://arxiv.org/abs/1611.01578).
 
     Each update samples ``batch_size`` architectures, scores each by stepping the env, then takes
@@ -280,56 +281,50 @@ class ReinforceAgent(SearchAgent):
     """
 
     name = "reinforce"
+    config_class = ReinforceConfig
+    config: ReinforceConfig
 
     def __init__(self, env: AnyEnv, seed: int = 0, **overrides: Any) -> None:
-        check_overrides(self.name, overrides, [f.name for f in fields(ReinforceConfig)])
         super().__init__(env, seed, **overrides)
-        self.config = cfg = ReinforceConfig(**overrides)
-        init_seed, sample_seed = np.random.SeedSequence(self.seed).generate_state(2)
-        self.runner = TokenRunner(env, self.seed)
+        cfg = self.config
+        init_seed, sample_seed = self.torch_seeds()
         if cfg.depth_schedule:  # read the deepest schedule so every head exists from the start
             self.runner.set_num_layers(cfg.max_layers)
-        vocab: dict[str, int] = {}
-        for spec in self.runner.schedule():
-            if spec.kind != ANCHOR:
-                vocab[spec.kind] = max(vocab.get(spec.kind, 0), spec.num_choices)
-        self.controller = Controller(vocab, cfg)
-        self.controller.reset_parameters(cfg.init_range, torch.Generator().manual_seed(int(init_seed)))
+        self.controller = Controller(token_vocab(self.runner.schedule()), cfg)
+        self.controller.reset_parameters(cfg.init_range, torch.Generator().manual_seed(init_seed))
         self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=cfg.learning_rate)
-        self.generator = torch.Generator().manual_seed(int(sample_seed))
+        self.generator = torch.Generator().manual_seed(sample_seed)
         self.baseline = EMABaseline(cfg.ema_decay)
         self.num_sampled = 0
-        self.pending: dict[str, Any] | None = None  # the batch being evaluated: tokens, depth, rewards
-
-    def config_dict(self) -> dict[str, Any]:
-        """The resolved hyperparameters, for the run's ``config.json``."""
-        return asdict(self.config)
+        self.batch: dict[str, Any] | None = None  # the batch being evaluated: tokens, depth, rewards
 
     def _schedule(self, num_layers: int | None) -> tuple[TokenSpec, ...]:
         return self.runner.schedule() if num_layers is None else self.runner.set_num_layers(num_layers)
 
-    def _search(self, budget: int) -> None:
+    def propose(self, count: int) -> Sequence[Sequence[int]]:
+        """A batch of ``batch_size`` sequences sampled together (at the depth schedule's depth)."""
         m = self.config.batch_size
-        while len(self.history) < budget:
-            if self.pending is None:
-                depth = self.config.num_layers(self.num_sampled) if self.config.depth_schedule else None
-                plan = self.controller.plan(self._schedule(depth))
-                with torch_threads(1):
-                    tokens = self.controller.sample(plan, m, self.generator)
-                self.pending = {"tokens": tokens, "num_layers": depth, "rewards": []}
-                self.num_sampled += m
-            batch = self.pending
-            schedule = self._schedule(batch["num_layers"])
-            if len(batch["rewards"]) < m:
-                k = len(batch["rewards"])
-                chunk = batch["tokens"][k : min(m, k + self.runner.num_envs, k + budget - len(self.history))]
-                for reward, info in self.runner.evaluate(chunk):
-                    batch["rewards"].append(float(reward))
-                    self._record(info["arch"], reward, info)
-            if len(batch["rewards"]) == m:
-                with torch_threads(1):
-                    self.update(self.controller.plan(schedule), batch["tokens"], batch["rewards"])
-                self.pending = None
+        depth = self.config.num_layers(self.num_sampled) if self.config.depth_schedule else None
+        plan = self.controller.plan(self._schedule(depth))
+        with torch_threads(1):
+            tokens = self.controller.sample(plan, m, self.generator)
+        self.batch = {"tokens": tokens, "num_layers": depth, "rewards": []}
+        self.num_sampled += m
+        return tokens
+
+    def observe(self, tokens: Sequence[int], reward: float, info: dict[str, Any]) -> None:
+        """Collect the batch's rewards; with the last one, take the policy-gradient step."""
+        assert self.batch is not None, "observe() follows propose()"
+        self.batch["rewards"].append(float(reward))
+        self._update_if_complete()
+
+    def _update_if_complete(self) -> None:
+        batch = self.batch
+        if batch is not None and len(batch["rewards"]) == self.config.batch_size:
+            with torch_threads(1):
+                plan = self.controller.plan(self._schedule(batch["num_layers"]))
+                self.update(plan, batch["tokens"], batch["rewards"])
+            self.batch = None
 
     def update(self, plan: Plan, tokens: list[list[int]], rewards: list[float]) -> float:
         """One policy-gradient step on a batch; returns the loss."""
@@ -340,24 +335,26 @@ class ReinforceAgent(SearchAgent):
 
     # ---- checkpoints ---------------------------------------------------------------------------------
 
-    def state_dict(self) -> dict[str, Any]:
-        """Controller, optimizer, baseline, sampling RNG, the pending batch and the history."""
+    def algorithm_state(self) -> dict[str, Any]:
+        """Controller, optimizer, baseline, sampling RNG and the batch being evaluated."""
         return {
             "controller": self.controller.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "baseline": self.baseline.value,
             "generator": self.generator.get_state(),
             "num_sampled": self.num_sampled,
-            "pending": self.pending,
-            "history": self._history_state(),
+            "pending": self.batch,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`."""
+    def load_algorithm_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`algorithm_state`; a batch complete but not yet learned from is learned from now."""
         self.controller.load_state_dict(state["controller"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.baseline.value = state["baseline"]
         self.generator.set_state(state["generator"])
         self.num_sampled = int(state["num_sampled"])
-        self.pending = state["pending"]
-        self._load_history(state["history"])
+        self.batch = state["pending"]
+        if self.batch is not None:
+            self.pending = [list(t) for t in self.batch["tokens"][len(self.batch["rewards"]) :]]
+            self._schedule(self.batch["num_layers"])
+            self._update_if_complete()

@@ -24,7 +24,7 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 import torch
 
-from agents.base import AnyEnv, SearchAgent, check_overrides, torch_threads
+from agents.base import AnyEnv, SearchAgent, torch_threads
 from agents.callbacks import BudgetCallback
 from nas_env.errors import DependencyNotInstalled
 
@@ -96,8 +96,6 @@ class SB3Agent(SearchAgent):
         if isinstance(env, gym.vector.VectorEnv):
             raise ValueError(f"agent {self.name!r} needs a single env; SB3 vectorises it itself")
         cls = algorithm_class(self.name)
-        allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in _NOT_SETTINGS]
-        check_overrides(self.name, overrides, [*allowed, *_EXTRA_SETTINGS])
         if overrides.get("tensorboard_log") and importlib.util.find_spec("tensorboard") is None:
             raise DependencyNotInstalled("tensorboard_log needs tensorboard; `pip install tensorboard`")
         if overrides.get("progress_bar") and importlib.util.find_spec("rich") is None:
@@ -109,6 +107,12 @@ class SB3Agent(SearchAgent):
         self.algo_class = cls
         self.model_kwargs = kwargs
         self.model = cls(self.policy, self.env, seed=self.seed, verbose=0, **kwargs)
+
+    def setting_names(self) -> list[str]:
+        """Settings: the algorithm's constructor arguments (not env, seed), policy, progress_bar."""
+        cls = algorithm_class(self.name)
+        allowed = [p for p in inspect.signature(cls.__init__).parameters if p not in _NOT_SETTINGS]
+        return [*allowed, *_EXTRA_SETTINGS]
 
     def config_dict(self) -> dict[str, Any]:
         """The settings given (the algorithm's other arguments are SB3's defaults)."""

@@ -53,12 +53,17 @@ def check_choice(name: str, value: object, allowed: Iterable[object]) -> None:
     allowed = list(allowed)
     if value in allowed:
         return
-    hint = ""
-    if isinstance(value, str):
-        close = difflib.get_close_matches(value, [str(a) for a in allowed], n=1)
-        if close:
-            hint = f" Did you mean {close[0]!r}?"
-    raise ValueError(f"{name}={value!r} is not allowed; expected one of {allowed}.{hint}")
+    raise ValueError(
+        f"{name}={value!r} is not allowed; expected one of {allowed}.{did_you_mean(value, allowed)}"
+    )
+
+
+def did_you_mean(value: object, allowed: Iterable[object]) -> str:
+    """``" Did you mean 'x'?"`` for the allowed name closest to ``value`` (Gymnasium's hint), else ``""``."""
+    if not isinstance(value, str):
+        return ""
+    close = difflib.get_close_matches(value, [str(a) for a in allowed], n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 def check_range(name: str, value: int, low: int, high: int) -> None:

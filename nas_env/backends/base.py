@@ -24,7 +24,6 @@ Failures come in two kinds, treated differently:
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import time
 from abc import ABC, abstractmethod
@@ -32,7 +31,7 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nas_env.errors import EvaluationError, check_range
+from nas_env.errors import EvaluationError, check_choice, check_range
 from nas_env.evaluators.base import Evaluator
 from nas_env.type_aliases import EvalResult
 
@@ -258,10 +257,7 @@ def make_backend(name: str, evaluator: Evaluator, **kwargs: Any) -> Backend:
         ValueError: Unknown name (with a "did you mean").
         DependencyNotInstalled: ``"ray"`` without Ray installed.
     """
-    if name not in BACKENDS:
-        close = difflib.get_close_matches(str(name), BACKEND_NAMES, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"backend={name!r} is not allowed; expected one of {list(BACKEND_NAMES)}.{hint}")
+    check_choice("backend", name, BACKEND_NAMES)
     module_name, class_name = BACKENDS[name].split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     backend: Backend = cls(evaluator, **kwargs)
