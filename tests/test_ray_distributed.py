@@ -17,7 +17,8 @@ from ray_cluster import local_ray
 from synthetic import make_synthetic_env
 
 from agents import make_agent
-from agents.distributed import DistributedConfig, DistributedReinforceAgent, ParameterShard, split_parameters
+from agents.distributed import DistributedConfig, DistributedReinforceAgent
+from agents.parameter_server import ParameterShard, split_parameters
 
 
 @pytest.fixture(scope="session")
