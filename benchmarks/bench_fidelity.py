@@ -37,12 +37,10 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import fields
-from pathlib import Path
 from typing import Any, get_args
 
 import numpy as np
@@ -52,10 +50,12 @@ from nas_env.backends import make_backend, threads_per_worker
 from nas_env.data.paths import data_roots
 from nas_env.evaluation import child_seed
 from nas_env.evaluators.base import Evaluator
+from nas_env.evaluators.nb201_synthetic import write_synthetic_table
 from nas_env.evaluators.nb201_training import NB201TrainingEvaluator
 from nas_env.evaluators.ptb import PtbTrainingEvaluator
 from nas_env.evaluators.tabular import load_nb201_table
 from nas_env.evaluators.training import CifarTrainingEvaluator
+from nas_env.ranking import kendall_tau
 from nas_env.search_spaces.cnn import CnnSearchSpace
 from nas_env.search_spaces.nb201 import NUM_CELLS, NB201Architecture
 from nas_env.search_spaces.rnn_cell import NASCELL, TANH_RNN, RnnCellSearchSpace
@@ -104,16 +104,6 @@ validation split, not the proxy's 20k-token prefix. Short for a reference: what 
 session shared with other jobs could pay for 15 cells. Spelled out, not derived from ``proxy``, so
 reworking the proxy leaves the reference (and its cache key) alone."""
 PTB_REFERENCE_LABEL = "400k tokens, 64 units, all 73k validation tokens"
-
-
-def kendall_tau(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
-    """Kendall's tau-b (ties handled; infinities rank as the extremes), O(n^2): fine for tens of children."""
-    big = np.finfo(float).max
-    x, y = (np.nan_to_num(np.asarray(v, dtype=float), nan=np.nan, posinf=big, neginf=-big) for v in (x, y))
-    i, j = np.triu_indices(len(x), 1)
-    dx, dy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
-    denom = math.sqrt(float(np.count_nonzero(dx)) * float(np.count_nonzero(dy)))
-    return float((dx * dy).sum() / denom) if denom else math.nan
 
 
 class Trainer:
@@ -315,7 +305,7 @@ def cnn_section(trainer: Trainer, presets: list[str], args: argparse.Namespace) 
 def nb201_section(trainer: Trainer, presets: list[str], args: argparse.Namespace) -> list[str]:
     """Tau of each preset's validation accuracy against the table's 200-epoch test accuracy."""
     with tempfile.TemporaryDirectory() as tmp:
-        table = load_nb201_table(args.table or default_table() or synthetic_table(tmp))
+        table = load_nb201_table(args.table or default_table() or write_synthetic_table(tmp))
     target, signal = table.column(TARGET), table.column(SIGNAL)
     indices = np.random.default_rng(args.seed).choice(NUM_CELLS, args.cells, replace=False)
     archs = [NB201Architecture.from_index(int(i)) for i in indices]
@@ -425,14 +415,6 @@ def default_table() -> str | None:
         if path.is_file():
             return str(path)
     return None
-
-
-def synthetic_table(folder: str) -> str:
-    """Write the tests' synthetic table (full schema, formula values) into ``folder``."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from nb201_table import write_nb201_table
-
-    return str(write_nb201_table(Path(folder) / "nb201_synthetic.csv"))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -6,16 +6,15 @@ and its cost per architecture relative to the env episode. Target (issue 4): a 1
 REINFORCE search in under 1 s of CPU.
 
 Run: ``python benchmarks/bench_tabular.py [--table PATH]``. Without ``--table`` it writes the
-synthetic table of ``tests/nb201_table.py`` (same schema, made-up values) to a temporary file.
+synthetic table of :mod:`nas_env.evaluators.nb201_synthetic` (same schema, made-up values) to a
+temporary file.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -23,16 +22,9 @@ import torch
 
 import nas_env  # noqa: F401
 from agents import AGENT_NAMES, make_agent
+from nas_env.evaluators.nb201_synthetic import write_synthetic_table
 from nas_env.evaluators.tabular import TabularEvaluator, load_nb201_table
 from nas_env.search_spaces.nb201 import NB201Architecture
-
-
-def synthetic_table(folder: str) -> str:
-    """Write the tests' synthetic table (full schema, formula values) into ``folder``."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from nb201_table import write_nb201_table
-
-    return str(write_nb201_table(Path(folder) / "nb201_synthetic.csv"))
 
 
 def time_lookup(table: str, n: int) -> float:
@@ -81,7 +73,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        table = args.table or synthetic_table(tmp)
+        table = args.table or write_synthetic_table(tmp)
         start = time.perf_counter()
         load_nb201_table(table)
         load_s = time.perf_counter() - start

@@ -26,6 +26,7 @@ from nas_env.architecture import CnnArchitecture
 from nas_env.builders.cnn import build_cnn
 from nas_env.data.cifar import load_cifar10
 from nas_env.evaluators.training import CifarTrainingEvaluator
+from nas_env.ranking import kendall_tau
 from nas_env.search_spaces.cnn import CnnSearchSpace
 from nas_env.training.cifar import BatchAugment
 from nas_env.training.recipes import FIDELITIES, Fidelity
@@ -80,15 +81,6 @@ def _step(model, opt, prep, gen, data, i: int, batch: int, precision: str) -> No
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-
-
-def kendall_tau(a: list[float], b: list[float]) -> float:
-    """Kendall's tau-a between two score lists."""
-    n, s = len(a), 0
-    for i in range(n):
-        for j in range(i + 1, n):
-            s += int(np.sign(a[i] - a[j]) * np.sign(b[i] - b[j]))
-    return 2 * s / (n * (n - 1))
 
 
 def main() -> None:

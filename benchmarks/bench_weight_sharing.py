@@ -36,6 +36,7 @@ import nas_env  # noqa: F401 - registers the envs
 from agents import make_agent
 from nas_env.architecture import CnnArchitecture
 from nas_env.evaluators.training import CifarTrainingEvaluator
+from nas_env.ranking import kendall_tau
 from nas_env.search_spaces.cnn import CnnSearchSpace
 from nas_env.training.recipes import FIDELITIES
 from scripts._cli import parse_key_values
@@ -47,15 +48,6 @@ images at 16x16, SGD-Nesterov lr 0.1 cosine, batch 128, scored on 2,000 validati
 RETRAIN_NAME = "retrain-4k-2ep-16px"
 WINDOW = 80
 """Children in the first / last window whose mean reward is compared (the issue's target)."""
-
-
-def kendall_tau(x: list[float], y: list[float]) -> float:
-    """Kendall's tau-b (ties counted in neither direction)."""
-    a, b = np.asarray(x), np.asarray(y)
-    i, j = np.triu_indices(len(a), k=1)
-    s = np.sign(a[i] - a[j]) * np.sign(b[i] - b[j])
-    n1, n2 = np.count_nonzero(a[i] != a[j]), np.count_nonzero(b[i] != b[j])
-    return float(s.sum() / np.sqrt(n1 * n2)) if n1 and n2 else float("nan")
 
 
 def search(

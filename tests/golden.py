@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-from nb201_table import write_nb201_table
 from synthetic import make_synthetic_env
 
 import nas_env  # noqa: F401 - registers the envs
 from agents import make_agent
+from nas_env.evaluators.nb201_synthetic import write_nb201_table
 from nas_env.evaluators.nb201_training import NB201TrainingEvaluator
 from nas_env.evaluators.training import CifarTrainingEvaluator
 

@@ -15,7 +15,6 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import synthetic  # noqa: F401  (registers NAS-Synthetic-v0)
-from nb201_table import write_nb201_table
 from search_runs import kill_search_midway, read_csv
 
 import nas_env  # noqa: F401 - registers the envs
@@ -23,6 +22,7 @@ from agents import make_agent
 from agents.baselines import EvolutionConfig
 from agents.local_search import LocalSearchConfig, neighbours
 from agents.nb201_reinforce import NB201ReinforceConfig
+from nas_env.evaluators.nb201_synthetic import write_nb201_table
 from nas_env.search_spaces.nb201 import NB201SearchSpace
 from scripts import search
 

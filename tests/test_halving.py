@@ -12,12 +12,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import synthetic  # registers NAS-Synthetic-v0
-from nb201_table import write_nb201_table
 from search_runs import kill_search_midway, read_csv
 
 import nas_env  # noqa: F401
 from agents import make_agent
 from agents.halving import HalvingConfig, SuccessiveHalvingAgent
+from nas_env.evaluators.nb201_synthetic import write_nb201_table
 from nas_env.evaluators.tabular import TabularEvaluator
 from nas_env.search_spaces.nb201 import NB201Architecture
 from scripts import search

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import gymnasium as gym
 import pytest
-from nb201_table import synthetic_columns, write_nb201_table
 
 import nas_env  # noqa: F401 - registers the envs
 from nas_env.data import paths
 from nas_env.errors import DatasetError
+from nas_env.evaluators.nb201_synthetic import synthetic_columns, write_nb201_table
 from nas_env.evaluators.nb201_training import NB201TrainingEvaluator
 from nas_env.evaluators.tabular import TabularEvaluator, find_nb201_table
 from nas_env.search_spaces.nb201 import NB201Architecture

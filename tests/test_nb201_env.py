@@ -13,11 +13,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
-from nb201_table import synthetic_columns, write_nb201_table
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import nas_env  # noqa: F401 - registers the envs
 from nas_env.errors import DatasetError
+from nas_env.evaluators.nb201_synthetic import synthetic_columns, write_nb201_table
 from nas_env.search_spaces.nb201 import NB201Architecture
 
 TABULAR_KEYS = {

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from nb201_table import synthetic_columns, table_lines, write_nb201_table
 
 from nas_env.errors import DatasetError
+from nas_env.evaluators.nb201_synthetic import synthetic_columns, table_lines, write_nb201_table
 from nas_env.evaluators.tabular import (
     ACCURACY_COLUMNS,
     TabularEvaluator,

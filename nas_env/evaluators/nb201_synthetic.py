@@ -3,9 +3,10 @@
 Never real benchmark data: every accuracy is a made-up smooth function of the cell's operations
 plus fixed pseudo-random noise, shaped like NB201's (chance level for cells whose output is not
 connected to their input, convolutions best, 12-epoch accuracies a noisy, lower proxy of the
-200-epoch ones). Used by the tests and, through ``--table``, by the benchmark scripts::
+200-epoch ones). Used by the tests, and by the benchmarks when no real table is found
+(NASLib's ``create_dummy_api`` plays the same part)::
 
-    python tests/nb201_table.py /tmp/nb201_synthetic.csv
+    python -m nas_env.evaluators.nb201_synthetic /tmp/nb201_synthetic.csv
 """
 
 from __future__ import annotations
@@ -84,6 +85,11 @@ def write_nb201_table(path: str | Path, lines: list[str] | None = None) -> Path:
     path = Path(path)
     path.write_text("\n".join(table_lines() if lines is None else lines) + "\n")
     return path
+
+
+def write_synthetic_table(folder: str | Path) -> str:
+    """Write the synthetic table as ``nb201_synthetic.csv`` in ``folder``; return its path."""
+    return str(write_nb201_table(Path(folder) / "nb201_synthetic.csv"))
 
 
 def best_cell(metric: str) -> tuple[str, float]:
