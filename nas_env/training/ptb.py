@@ -20,11 +20,9 @@ dropout masks, both drawn from the seed, so the same seed gives the same report 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import torch
@@ -34,6 +32,7 @@ from torch import nn
 from nas_env.builders.rnn_cell import RnnLanguageModel
 from nas_env.data.ptb import PtbCorpus
 from nas_env.errors import check_choice
+from nas_env.training.recipes import Recipe, recipe_fingerprint
 
 PTB_TRAINER_VERSION = 1
 """Bumped whenever this training code changes results; part of every cache key."""
@@ -45,7 +44,7 @@ LrSchedule = Literal["step", "cosine"]
 
 
 @dataclass(frozen=True)
-class PtbFidelity:
+class PtbFidelity(Recipe):
     """How a language-model child is trained and scored. Frozen; ``fingerprint`` keys the cache."""
 
     hidden_size: int = 650
@@ -89,22 +88,8 @@ class PtbFidelity:
 
     def __post_init__(self) -> None:
         """Validate every field, naming the bad value."""
-        for name in (
-            "hidden_size",
-            "num_layers",
-            "epochs",
-            "batch_size",
-            "bptt",
-            "eval_batch_size",
-            "decay_after",
-        ):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int)
-                or value < (0 if name == "decay_after" else 1)
-            ):
-                raise ValueError(f"PtbFidelity.{name}={value!r} must be a positive integer")
+        self._check_counts(("hidden_size", "num_layers", "epochs", "batch_size", "bptt", "eval_batch_size"))
+        self._check_counts(("decay_after",), minimum=0)
         for name in ("train_tokens", "valid_tokens"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 2):
@@ -127,12 +112,7 @@ class PtbFidelity:
     def fingerprint(self) -> str:
         """Stable short hash of the recipe and trainer version: equal fingerprints, equal training."""
         fields = {k: v for k, v in asdict(self).items() if k not in _ADDED_FIELDS or v != _ADDED_FIELDS[k]}
-        payload = json.dumps({**fields, "trainer_version": PTB_TRAINER_VERSION}, sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-    def replace(self, **changes: object) -> PtbFidelity:
-        """A copy with some fields changed (validated again)."""
-        return replace(self, **changes)  # type: ignore[arg-type]
+        return recipe_fingerprint({**fields, "trainer_version": PTB_TRAINER_VERSION})
 
 
 PTB_FIDELITIES: dict[str, PtbFidelity] = {

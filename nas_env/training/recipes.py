@@ -14,10 +14,12 @@ checks that everything runs (tau about 0). Every figure: ``docs/fidelity.md``,
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-from dataclasses import asdict, dataclass, replace
-from typing import Literal
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, Self
 
 import torch
 
@@ -50,8 +52,28 @@ def bf16_is_fast(device: torch.device | str = "cpu") -> bool:
     return False
 
 
+def recipe_fingerprint(payload: dict[str, Any]) -> str:
+    """Short stable hash of a recipe's fields and trainer version: equal fingerprints, equal training."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class Recipe:
+    """What every training recipe (a frozen dataclass) shares: count checks and ``replace``."""
+
+    def _check_counts(self, names: Iterable[str], minimum: int = 1) -> None:
+        """Raise ``ValueError`` naming the first field that is not an integer >= ``minimum``."""
+        for name in names:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{type(self).__name__}.{name}={value!r} must be a positive integer")
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
 @dataclass(frozen=True)
-class Fidelity:
+class Fidelity(Recipe):
     """How a child is trained and scored. Frozen; ``fingerprint`` keys the results cache."""
 
     epochs: int = 50
@@ -87,10 +109,7 @@ class Fidelity:
 
     def __post_init__(self) -> None:
         """Validate every field, naming the bad value."""
-        for name in ("epochs", "train_images", "valid_images", "batch_size", "reward_epochs"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"Fidelity.{name}={value!r} must be a positive integer")
+        self._check_counts(("epochs", "train_images", "valid_images", "batch_size", "reward_epochs"))
         if self.train_images > 45_000 or self.valid_images > 5_000:
             raise ValueError(
                 f"Fidelity.train_images={self.train_images} / valid_images={self.valid_images} exceed "
@@ -105,12 +124,7 @@ class Fidelity:
     @property
     def fingerprint(self) -> str:
         """Stable short hash of the recipe and trainer version: equal fingerprints, equal training."""
-        payload = json.dumps({**asdict(self), "trainer_version": TRAINER_VERSION}, sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-    def replace(self, **changes: object) -> Fidelity:
-        """A copy with some fields changed (validated again)."""
-        return replace(self, **changes)  # type: ignore[arg-type]
+        return recipe_fingerprint({**asdict(self), "trainer_version": TRAINER_VERSION})
 
     def resolved(self, device: torch.device | str) -> Fidelity:
         """This recipe with ``precision="auto"`` made concrete for ``device``."""

@@ -13,8 +13,6 @@ minibatches) comes from generators seeded once, whose states are part of
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -29,7 +27,7 @@ from nas_env.data.cifar import CifarSplits
 from nas_env.errors import check_choice
 from nas_env.search_spaces.cnn import CnnSearchSpace
 from nas_env.training.cifar import PAD, BatchAugment, downsample
-from nas_env.training.recipes import RESOLUTIONS
+from nas_env.training.recipes import RESOLUTIONS, recipe_fingerprint
 
 SHARED_TRAINER_VERSION = 1
 """Bumped whenever the shared-weight training code changes results; part of the fingerprint."""
@@ -108,8 +106,7 @@ class SharedRecipe:
     @property
     def fingerprint(self) -> str:
         """Stable short hash of the recipe and the trainer version."""
-        payload = json.dumps({**asdict(self), "version": SHARED_TRAINER_VERSION}, sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        return recipe_fingerprint({**asdict(self), "version": SHARED_TRAINER_VERSION})
 
 
 class SharedWeightTrainer:
