@@ -1,8 +1,8 @@
 """Several children per device: which devices the workers of a pool use, and how many per device.
 
 One child rarely fills a GPU: the 6-layer children of the paper's space spend most of each step
-launching small kernels (issue 12: 1-9% of an H200's bf16 peak), so several children trained at
-once in separate processes keep the device busy. :class:`~nas_env.backends.pool.PoolBackend`
+launching small kernels (docs/parallel.md measures it), so several children trained at once in
+separate processes keep the device busy. :class:`~nas_env.backends.pool.PoolBackend`
 takes ``devices`` and ``children_per_device`` and starts one worker per slot; each worker pins
 itself to its slot's device (:func:`pin_to_device`). On CPU the same path runs with
 ``devices=["cpu"]``: ``children_per_device`` workers with the cores divided between them.

@@ -92,12 +92,11 @@ class CifarNASEnv(TokenNASEnv):
 
     * v0: Initial version; ``weight_sharing`` added later (off by default: nothing else changed).
     * v0, second wave: the default ``proxy`` preset was reworked (16x16, 10k images x 3 epochs,
-      5,000 validation images; Kendall tau 0.79 seed to seed instead of 0.17). The reward's
+      5,000 validation images; it ranks far more reproducibly, see docs/fidelity.md). The reward's
       definition is unchanged but its values differ: TRAINER_VERSION 2 re-keys every cached
       reward. The id was not bumped; pin ``fidelity=Fidelity(...)`` to reproduce old figures.
-    * v0, later in the second wave: ``proxy`` trains 5 epochs instead of 3 (Kendall tau 0.79 / 0.76
-      against a 10-epoch 32x32 reference instead of 0.67 / 0.58 on the same children, 34 s instead
-      of ~21 s per child on 2 cores); its cache key changed with it.
+    * v0, later in the second wave: ``proxy`` trains 5 epochs instead of 3 (it ranks closer to a
+      10-epoch 32x32 reference at more seconds per child, docs/fidelity.md); its cache key changed.
     """
 
     def __init__(

@@ -121,10 +121,10 @@ class NASBench201Env(TokenNASEnv):
 
     ## Version History
 
-    * v0: Initial version. Since issue 11 ``table_path`` defaults to ``"auto"`` (the table found
-      under the data roots) instead of trained mode; spaces, rewards and dynamics are unchanged.
-      Trained mode's ``proxy`` now trains a reduced network (1 cell per stage) at 10k x 6 epochs
-      (Kendall tau 0.67 against the table instead of -0.14); cached rewards are re-keyed.
+    * v0: Initial version. ``table_path`` later defaulted to ``"auto"`` (the table found under the
+      data roots) instead of trained mode; spaces, rewards and dynamics are unchanged. Trained
+      mode's ``proxy`` now trains a reduced network (1 cell per stage) at 10k x 6 epochs, which
+      ranks cells far better against the table (docs/fidelity.md); cached rewards are re-keyed.
     """
 
     def __init__(

@@ -72,7 +72,7 @@ class PtbNASEnv(TokenNASEnv):
     |----------------|--------------------|---------|-------------------------------------------------------|
     | base           | int                | 8       | leaves of the cell tree: 2, 4 or 8 (paper: 8)         |
     | memory         | bool               | True    | search the cell inject / cell output blocks           |
-    | fidelity       | str or PtbFidelity | "proxy" | "paper", "proxy" (~60 s per child, 2 cores), "smoke"   |
+    | fidelity       | str or PtbFidelity | "proxy" | "paper", "proxy" (docs/ptb.md), "smoke"               |
     |                |                    |         | or "zero_cost" (untrained score, docs/zero_cost.md)   |
     | zero_cost      | str or None        | None    | with fidelity="zero_cost": params, snip or grad_norm  |
     | reward_c       | float              | 80.0    | c of the reward c / perplexity**2                     |
@@ -88,7 +88,7 @@ class PtbNASEnv(TokenNASEnv):
     ## Version History
 
     * v0: Initial version.
-    * v0, reworked ``proxy`` (issue 21): 64 units, 200k training tokens, Adam 1e-2, softmax bias
+    * v0, reworked ``proxy``: 64 units, 200k training tokens, Adam 1e-2, softmax bias
       started at the unigram frequencies (``PtbFidelity.unigram_bias``), chosen by Kendall tau
       (docs/ptb.md). The reward's definition is unchanged, its values and cache keys are not
       (NAS-PTBChar-v0 shares the presets); the id was not bumped: pin ``fidelity=PtbFidelity(...)``

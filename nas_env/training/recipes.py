@@ -4,12 +4,9 @@
 momentum 0.9, learning rate 0.1, weight decay 1e-4, random crop and horizontal flip, per-channel
 normalisation; the reward uses the maximum validation accuracy over the last 5 epochs. ``proxy``
 trains 10,000 images for 5 epochs at 16x16 (bf16 on CPUs with AMX or AVX512-BF16) and scores all
-5,000 validation images: 34 s of wall clock per random 6-layer child on 2 CPU cores (two
-one-thread workers). On 12 random children it ranks with Kendall tau 0.79 seed to seed and 0.79 /
-0.76 (two training seeds) against 10k images x 10 epochs at 32x32 (the previous proxies: 3 epochs
-0.73 and 0.67 / 0.58; 1,024 images x 2 epochs 0.17 seed to seed). ``smoke`` takes a second and only
-checks that everything runs (tau about 0). Every figure: ``docs/fidelity.md``,
-``benchmarks/bench_fidelity.py``.
+5,000 validation images: cheap enough for a search on a CPU, chosen for how well it ranks children
+against longer training. ``smoke`` only checks that everything runs. How each preset ranks and
+what it costs is measured by ``benchmarks/bench_fidelity.py`` and reported in ``docs/fidelity.md``.
 """
 
 from __future__ import annotations
@@ -39,9 +36,9 @@ RESOLUTIONS: tuple[int, ...] = (32, 16, 8)
 def bf16_is_fast(device: torch.device | str = "cpu") -> bool:
     """Whether bf16 autocast speeds training up on ``device``.
 
-    On CPUs it does where AMX tiles or AVX512-BF16 are present (1.6-4x here, see
-    ``benchmarks/bench_trainer.py``) and slows it down elsewhere. On CUDA it is left off: on an
-    H200 the small children of this package trained slower in bf16 than in fp32 (issue 12).
+    On CPUs it does where AMX tiles or AVX512-BF16 are present and slows it down elsewhere
+    (``benchmarks/bench_trainer.py`` measures it). On CUDA it is left off: the small children of
+    this package trained slower in bf16 than in fp32 on a GPU (``docs/fidelity.md``).
     """
     if torch.device(device).type != "cpu":
         return False
@@ -153,14 +150,8 @@ FIDELITIES: dict[str, Fidelity] = {
     "proxy": SHORT_TRAINING.replace(epochs=5, resolution=16),
     "smoke": Fidelity(epochs=1, train_images=128, valid_images=128, batch_size=64, lr=0.05, reward_epochs=1),
 }
-"""Named presets accepted wherever a fidelity is (``fidelity="proxy"``).
-
-Measured (``benchmarks/bench_fidelity.py --space cnn``, 12 random 6-layer children of seed 0, AMD
-EPYC with AVX512-BF16, bf16): ``proxy`` tau 0.79 between two training seeds, 0.79 / 0.76 against
-the long reference (10k images x 10 epochs at 32x32), 65 s per child on one thread, 34 s wall on 2
-cores; 4 epochs 0.88 and 0.76 / 0.64 at ~26 s; 3 epochs (the proxy before) 0.73 and 0.67 / 0.58 at
-~21 s. bf16 cost no measurable ranking against fp32 (3-epoch recipe, an AMX machine: 0.79 vs 0.76
-seed to seed, at 2.8x the time in fp32). ``smoke`` tau -0.07 (noise)."""
+"""Named presets accepted wherever a fidelity is (``fidelity="proxy"``); their ranking quality and
+cost per child are measured in ``docs/fidelity.md``."""
 
 NB201_FIDELITIES: dict[str, Fidelity] = {
     "paper": FIDELITIES["paper"],
@@ -169,10 +160,7 @@ NB201_FIDELITIES: dict[str, Fidelity] = {
 }
 """The presets of NAS-Bench-201's trained mode (its ``proxy`` trains a reduced network, see
 :data:`nas_env.evaluators.nb201_training.NB201_NETWORKS`).
-
-Measured on 24 cells drawn uniformly (seed 0): ``proxy`` Kendall tau 0.75 against the table's
-200-epoch test accuracy (NB201's own 12-epoch validation column: 0.71; 0.67 on an Intel AMX CPU),
-22 s wall per cell on 2 CPU cores (two one-thread workers; 41 s on the Intel CPU); ``smoke`` 0.02."""
+How ``proxy`` ranks cells against the table is measured in ``docs/fidelity.md``."""
 
 
 def get_fidelity(fidelity: str | Fidelity) -> Fidelity:
