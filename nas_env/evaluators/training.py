@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import time
@@ -16,6 +17,7 @@ from nas_env.architecture import CnnArchitecture
 from nas_env.builders.cnn import build_cnn, count_parameters
 from nas_env.data.cifar import SPLIT_SEED, CifarSplits, load_cifar10
 from nas_env.evaluators.base import Evaluator
+from nas_env.training.calibration import resolve_precision
 from nas_env.training.cifar import CUDA_TUNING, CudaTuning, measure_seconds_per_child, train_child
 from nas_env.training.recipes import Fidelity, get_fidelity
 from nas_env.type_aliases import EvalResult, Metric
@@ -68,7 +70,9 @@ class CifarTrainingEvaluator(Evaluator):
         self.device = resolve_device(device)
         if deterministic:
             self.cuda_tuning = CudaTuning(deterministic=True)
-        self.fidelity = get_fidelity(fidelity).resolved(self.device)
+        # "auto" precision: the faster of fp32 and bf16 on a timed reference child (cached per machine)
+        reference = functools.partial(CifarTrainingEvaluator.reference_model, self)
+        self.fidelity = resolve_precision(get_fidelity(fidelity), self.device, reference)
         self.data_dir = data_dir
         self.download = download
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nas_env.training.recipes import Fidelity
+from nas_env.training.recipes import Fidelity, bf16_is_fast
 
 CACHE_ENV_VAR = "NAS_ENV_CACHE"
 """Environment variable naming the folder of the calibration cache (default ``~/.cache/nas_env``)."""
@@ -56,17 +56,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def bf16_supported(device: torch.device | str = "cpu") -> bool:
-    """Whether the CPU has bf16 instructions (AMX tiles or AVX512-BF16); False on other devices."""
-    if torch.device(device).type != "cpu":
-        return False
-    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
-        check = getattr(torch.cpu, probe, None)  # private probes; absent on old torch builds
-        if check is not None and check():
-            return True
-    return False
 
 
 @dataclass(frozen=True)
@@ -137,7 +126,7 @@ def calibrate(
         The figures, from the cache when this machine measured them before.
     """
     threads = threads or torch.get_num_threads()
-    precisions = ("fp32", "bf16") if bf16_supported(device) else ("fp32",)
+    precisions = ("fp32", "bf16") if bf16_is_fast(device) else ("fp32",)
     key = calibration_key(fidelity, device, threads, space, precisions)
     path = cache_path()
     cache = _read_cache(path)
@@ -159,6 +148,24 @@ def calibrate(
     cache[key] = asdict(result)
     _write_cache(path, cache)
     return result
+
+
+def resolve_precision(
+    fidelity: Fidelity, device: torch.device | str, reference_model: Callable[[], nn.Module]
+) -> Fidelity:
+    """``fidelity`` with ``precision="auto"`` made concrete by what this machine measures.
+
+    Where the device can run bf16 (CPUs with AMX or AVX512-BF16), ``reference_model`` is timed in
+    fp32 and in bf16 at this recipe (once per machine, cached) and the faster one is chosen: on
+    some such CPUs bf16 is the slower. Elsewhere (other CPUs, CUDA) the answer is fp32 without
+    timing. Other precisions pass through.
+    """
+    if fidelity.precision != "auto":
+        return fidelity
+    if not bf16_is_fast(device):
+        return fidelity.replace(precision="fp32")
+    timed = calibrate(fidelity, [reference_model], "reference child", device)
+    return fidelity.replace(precision=timed.fastest_precision)
 
 
 def reference_archs(space: Any, count: int = REFERENCE_CHILDREN) -> list[Any]:
