@@ -39,6 +39,9 @@ AGENTS: dict[str, str] = {
     "reinforce_nb201": "agents.nb201_reinforce:NB201ReinforceAgent",
     "local_search": "agents.local_search:LocalSearchAgent",
     "halving": "agents.halving:SuccessiveHalvingAgent",
+    "screened_local_search": "agents.screen:ScreenedLocalSearchAgent",
+    "screened_random": "agents.screen:ScreenedRandomAgent",
+    "screened_evolution": "agents.screen:ScreenedEvolutionAgent",
 }
 """Agent name (as on the command line) to ``module:Class``; imported on first use."""
 

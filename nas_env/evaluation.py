@@ -21,7 +21,7 @@ from typing import Any
 
 from nas_env.backends.base import make_backend
 from nas_env.evaluators.base import Evaluator
-from nas_env.evaluators.shared import SHARED_STEP, SharedWeightEvaluator
+from nas_env.evaluators.weight_sharing import SHARED_STEP, SharedWeightEvaluator
 from nas_env.rewards import FAILED_REWARD, RewardFn, compute_reward
 from nas_env.store import ResultsStore
 from nas_env.type_aliases import EvalResult

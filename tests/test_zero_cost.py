@@ -258,3 +258,58 @@ def test_zero_cost_first_rung_of_successive_halving(data_dir: Path) -> None:
     best_zero_cost = {e.arch for e in sorted(rung0, key=lambda e: -e.reward)[: len(promoted)]}
     assert {e.arch for e in promoted} <= {e.arch for e in rung0}
     assert {e.arch for e in promoted} & best_zero_cost
+
+
+def table_env() -> gym.Env:
+    return gym.make("NAS-Bench-201-v0")  # the real table under $NAS_ENV_DATA
+
+
+def test_screen_sends_the_best_screened_proposal_to_the_env(data_dir: Path, tmp_path: Path) -> None:
+    from agents.base import AGENT_NAMES, make_agent
+    from agents.screen import ZeroCostScreen
+
+    assert {"screened_local_search", "screened_random", "screened_evolution"} <= set(AGENT_NAMES)
+    cache = str(tmp_path / "zc.sqlite")
+    screened = make_agent("screened_random", table_env(), seed=0, screen_candidates=8, screen_cache=cache)
+    plain = make_agent("random", table_env(), seed=0)
+    screened_runs, plain_runs = screened.search(12), plain.search(12)
+    screen = ZeroCostScreen(screened.env.unwrapped.space, "live_params", cache)
+    score = lambda arch: screen.score(screen.space.encode(screen.space.parse(arch)))  # noqa: E731
+    # every evaluated cell beat the 7 others it was drawn with: far above random cells on average
+    assert np.mean([score(e.arch) for e in screened_runs]) > np.mean([score(e.arch) for e in plain_runs])
+    assert min(score(e.arch) for e in screened_runs) > -math.inf  # never a cell whose output is cut
+    # the plain run (same seed, same stream) drew the screened run's first candidates: all cached
+    assert screen.computed == 0 and 12 < len(screened.screen.memo) <= 12 * 8
+
+
+def test_screened_local_search_resumes_exactly(data_dir: Path, tmp_path: Path) -> None:
+    from agents.base import make_agent
+
+    cache = str(tmp_path / "zc.sqlite")
+    straight = make_agent(
+        "screened_local_search", table_env(), seed=3, screen_candidates=4, screen_cache=cache
+    )
+    expected = [e.arch for e in straight.search(10)]
+    first = make_agent("screened_local_search", table_env(), seed=3, screen_candidates=4, screen_cache=cache)
+    first.search(6)
+    first.save(tmp_path / "ckpt.pt")
+    resumed = make_agent(
+        "screened_local_search", table_env(), seed=3, screen_candidates=4, screen_cache=cache
+    )
+    resumed.load(tmp_path / "ckpt.pt")
+    assert [e.arch for e in resumed.search(10)] == expected
+    assert resumed.screen.computed == 0  # every score came from the shared cache
+    assert resumed.config_dict()["base_config"]["initial_random"] == 5
+
+
+def test_screen_bad_settings_are_one_line_errors(data_dir: Path) -> None:
+    from agents.base import make_agent
+
+    with pytest.raises(ValueError, match=r"base='reinforce'.*\['local_search', 'random', 'evolution'\]"):
+        make_agent("screened_local_search", table_env(), base="reinforce")
+    with pytest.raises(ValueError, match=r"zero_cost='synflw'.*Did you mean 'synflow'"):
+        make_agent("screened_random", table_env(), screen_score="synflw")
+    with pytest.raises(ValueError, match="screen_candidates=0"):
+        make_agent("screened_evolution", table_env(), screen_candidates=0)
+    with pytest.raises(ValueError, match="screen_candidats"):
+        make_agent("screened_random", table_env(), screen_candidats=4)

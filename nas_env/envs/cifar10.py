@@ -8,13 +8,13 @@ from typing import Any
 
 from nas_env.envs.token_env import TokenNASEnv
 from nas_env.evaluation import Evaluation, SharedWeightEvaluation
-from nas_env.evaluators.shared import SharedWeightEvaluator
 from nas_env.evaluators.training import CifarTrainingEvaluator
+from nas_env.evaluators.weight_sharing import SharedWeightEvaluator
 from nas_env.evaluators.zero_cost import ZERO_COST_FIDELITY, check_zero_cost_unused, zero_cost_evaluation
 from nas_env.rewards import get_reward
 from nas_env.search_spaces.cnn import CnnSearchSpace
 from nas_env.training.recipes import Fidelity
-from nas_env.training.shared import SharedRecipe
+from nas_env.training.weight_sharing import SharedRecipe
 
 
 class CifarNASEnv(TokenNASEnv):
@@ -43,7 +43,7 @@ class CifarNASEnv(TokenNASEnv):
     validation minibatch of ``valid_batch`` images with the shared weights is the accuracy the
     reward transforms (``reward="paper"`` cubes it, ``"accuracy"`` keeps it); then the shared
     weights take ``shared_steps`` SGD steps on training minibatches through that child (ENAS's
-    alternation, :mod:`nas_env.evaluators.shared`). ``fidelity`` is not used. The terminal
+    alternation, :mod:`nas_env.evaluators.weight_sharing`). ``fidelity`` is not used. The terminal
     ``info`` also has ``weight_sharing=True`` and ``shared_step`` (the shared-weight steps taken
     before the score); ``cached`` is always False: a score depends on the shared weights of its
     moment, so every score is recorded in the results store with its ``shared_step`` and none is

@@ -31,7 +31,7 @@ from nas_env.data.cifar import SPLIT_SEED, load_cifar10
 from nas_env.evaluators.base import Evaluator
 from nas_env.evaluators.training import resolve_device
 from nas_env.search_spaces.cnn import CnnSearchSpace
-from nas_env.training.shared import SharedRecipe, SharedWeightTrainer
+from nas_env.training.weight_sharing import SharedRecipe, SharedWeightTrainer
 from nas_env.type_aliases import EvalResult, Metric
 
 SHARED_STEP = "shared_step"

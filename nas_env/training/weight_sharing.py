@@ -4,7 +4,7 @@ ENAS (Pham et al., ICML 2018, https://arxiv.org/abs/1802.03268, section 2.2) alt
 phases: the shared weights take SGD steps on minibatches, each step on a child sampled by the
 controller, and the controller is rewarded with a child's accuracy on a validation minibatch under
 the current shared weights. :class:`SharedWeightTrainer` does both halves for one child at a time;
-the env decides the order (score, then train: see :mod:`nas_env.evaluators.shared`).
+the env decides the order (score, then train: see :mod:`nas_env.evaluators.weight_sharing`).
 
 Everything random (initial weights, training minibatches and their augmentation, validation
 minibatches) comes from generators seeded once, whose states are part of
