@@ -245,6 +245,29 @@ def ptb_section(args: argparse.Namespace, store: ResultsStore) -> list[str]:
     return lines
 
 
+def ppo_section(args: argparse.Namespace) -> list[str]:
+    """Episodes per second of SB3's PPO on NAS-CIFAR10-v0 with zero-cost rewards (fresh stores)."""
+    import gymnasium as gym
+
+    import nas_env  # noqa: F401  (registers the envs)
+    from agents.base import make_agent
+
+    lines = [
+        f"\nPPO (SB3, default settings) on NAS-CIFAR10-v0 (6 layers), fidelity='zero_cost', "
+        f"{args.ppo_episodes} episodes (children), results kept in memory",
+        f"{'zero_cost':46s} {'episodes/s':>12s} {'best reward':>12s}",
+    ]
+    for name in args.ppo_scores.split(","):
+        env = gym.make("NAS-CIFAR10-v0", fidelity="zero_cost", zero_cost=name, device="cpu")
+        agent = make_agent("ppo", env, seed=0)
+        start = time.perf_counter()
+        history = agent.search(args.ppo_episodes)
+        rate = len(history) / (time.perf_counter() - start)
+        lines.append(f"{name:46s} {rate:12.2f} {max(e.reward for e in history):12.3f}")
+        env.close()
+    return lines
+
+
 def _reward(values: dict[str, np.ndarray], args: argparse.Namespace) -> np.ndarray:
     names = zc.components(args.zero_cost)
     n = len(values[names[0]])
@@ -256,7 +279,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--space", choices=("nb201", "cnn", "ptb", "all"), default="nb201")
+    parser.add_argument("--space", choices=("nb201", "cnn", "ptb", "all", "none"), default="nb201")
+    parser.add_argument("--ppo-episodes", type=int, default=0, help="also time PPO on this many episodes")
+    parser.add_argument(
+        "--ppo-scores", default="live_params,ensemble", help="zero-cost rewards PPO is timed on"
+    )
     parser.add_argument("--rnn-cells", type=int, default=12, help="random PTB cells in the sample")
     parser.add_argument(
         "--ptb-store",
@@ -306,6 +333,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         lines += cnn_section(args, store)
     if args.space in ("ptb", "all"):
         lines += ptb_section(args, store)
+    if args.ppo_episodes:
+        lines += ppo_section(args)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
     print(f"\nwall {time.perf_counter() - start:.0f} s (stored scores are free); load average {load:.1f}")
     print("\n".join(lines))

@@ -17,6 +17,7 @@ from nas_env.architecture import CnnArchitecture
 from nas_env.builders.nb201 import NB201Network
 from nas_env.evaluators.zero_cost import WORST_REWARD, ZeroCostEvaluator, zero_cost_reward
 from nas_env.search_spaces.nb201 import NB201Architecture
+from nas_env.store import ResultsStore
 
 
 def tiny_conv() -> nn.Module:
@@ -313,3 +314,36 @@ def test_screen_bad_settings_are_one_line_errors(data_dir: Path) -> None:
         make_agent("screened_evolution", table_env(), screen_candidates=0)
     with pytest.raises(ValueError, match="screen_candidats"):
         make_agent("screened_random", table_env(), screen_candidats=4)
+
+
+def test_bench_zero_cost_prints_taus_and_resumes_from_its_store(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_zero_cost.py"
+    spec = importlib.util.spec_from_file_location("bench_zero_cost", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    argv = [
+        "--cells",
+        "8",
+        "--scores",
+        "params,live_params",
+        "--time-cells",
+        "1",
+        "--store",
+        str(tmp_path / "s.sqlite"),
+    ]
+    bench.main(argv)
+    out = capsys.readouterr().out
+    assert "live_params" in out and "8 cells drawn uniformly" in out and "0/8" not in out
+    rows = ResultsStore(str(tmp_path / "s.sqlite")).rows()
+    assert len(rows) == 8
+    bench.main(argv)  # everything is in the store: nothing scored again
+    assert (
+        "scored (" not in capsys.readouterr().out
+        and len(ResultsStore(str(tmp_path / "s.sqlite")).rows()) == 8
+    )
+    assert bench.kendall([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(2 / 3)
