@@ -91,7 +91,13 @@ class Plan:
         metrics = tuple(getattr(evaluator, "metric_names", ()))
         accuracy_key = next((k for k in ACCURACY_KEYS if k in metrics), None)
         threads = max(1, torch.get_num_threads() // workers)
-        plan = cls(env_id, agent, space, reward_definition(env), fidelity, recipe, device, workers, threads)
+        reward = reward_definition(env)
+        if recipe is not None and "reward_epochs" in recipe and "valid_images" in recipe:
+            reward += (
+                f" At this fidelity the accuracy is the best validation accuracy (on "
+                f"{recipe['valid_images']:,} images) of the last {recipe['reward_epochs']} epoch(s)."
+            )
+        plan = cls(env_id, agent, space, reward, fidelity, recipe, device, workers, threads)
         plan.accuracy_key = accuracy_key
         build = getattr(evaluator, "build_model", None)
         if isinstance(recipe_obj, Fidelity) and build is not None and hasattr(inner, "space"):

@@ -197,6 +197,23 @@ def stop_signals(time_budget: float | None) -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def write_config(
+    out: Path, config: SearchConfig, env_kwargs: dict[str, Any], agent: SearchAgent, plan: Plan | None
+) -> None:
+    """Write ``config.json``: the settings (what ``--resume`` reads), the resolved env, agent and plan."""
+    write_json(
+        out / CONFIG,
+        {
+            "search": asdict(config) | {"resume": False},
+            "env_kwargs_resolved": env_kwargs,
+            "agent_config": agent.config_dict(),
+            **(plan.described() if plan is not None else {}),
+            "git_commit": git_commit(),
+            "versions": {"nas_env": nas_env.__version__, "gymnasium": gym.__version__, "python": sys.version},
+        },
+    )
+
+
 # ---- the run -------------------------------------------------------------------------------------------
 
 
@@ -216,19 +233,7 @@ def run(
     store.
     """
     out = Path(config.out or ".")
-    write_json(
-        out / CONFIG,
-        {
-            "search": asdict(config) | {"resume": False},
-            "env_kwargs_resolved": env_kwargs,
-            "agent_config": agent.config_dict(),
-            **plan.described(),
-            "git_commit": git_commit(),
-            "versions": {"nas_env": nas_env.__version__, "gymnasium": gym.__version__, "python": sys.version},
-        },
-    )
     writer = RunWriter(out, config, agent, plan)
-    writer.rewrite_csv(agent.history)
     bar = progress_bar(config, agent, budget, plan)
     stopped, status = "budget", 0
     try:
@@ -239,6 +244,8 @@ def run(
                 bar(evaluation)
 
             try:
+                write_config(out, config, env_kwargs, agent, plan)
+                writer.rewrite_csv(agent.history)
                 agent.search(budget, callback=on_evaluation)
                 writer.checkpoint()
             except KeyboardInterrupt:

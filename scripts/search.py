@@ -40,7 +40,7 @@ from scripts._cli import (
 )
 from scripts._cli import make_env as make_cli_env
 from scripts._plan import Plan, evaluation_of
-from scripts._search_run import BEST, CHECKPOINT, CONFIG, CSV_FILE, STORE, run
+from scripts._search_run import BEST, CHECKPOINT, CONFIG, CSV_FILE, STORE, run, write_config
 
 RESUME_MAY_CHANGE = ("budget", "time_budget", "resume", "progress", "checkpoint_every", "top_k")
 """Settings that ``--resume`` may change; the others must match the saved run."""
@@ -224,6 +224,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Ctrl-C gives 130 and SIGTERM 143, each after one line saying what was kept and how to resume.
     """
+    started: list[Path] = []  # the run directory, once config.json is written
+    try:
+        return _main(argv, started)
+    except KeyboardInterrupt:  # between the steps that report their own stop
+        if started:
+            out = started[0]
+            print(
+                f"nas-search: interrupted; evaluations so far are kept in {out}/{STORE}; continue with: "
+                f"nas-search --out {out} --resume",
+                file=sys.stderr,
+            )
+        else:
+            print("nas-search: interrupted before the run started; nothing to keep", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None, started: list[Path]) -> int:
     created: Path | None = None
     try:  # every check of the command line happens here, before any evaluation
         config = resolve_config(argv)
@@ -249,9 +266,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif config.resume:
         agent.load(out / CHECKPOINT)
     budget = int(config.budget or TIME_BUDGET_CAP)
-    plan = Plan.of(env, config.env, dict(config.env_kwargs), config.agent, workers_of(config, env))
-    print("\n".join(plan.head(budget, len(agent.history))), flush=True)
     try:
+        write_config(out, config, env_kwargs, agent, None)  # from now on, --resume finds the run
+        started.append(out)
+        plan = Plan.of(env, config.env, dict(config.env_kwargs), config.agent, workers_of(config, env))
+        print("\n".join(plan.head(budget, len(agent.history))), flush=True)
         load_data = getattr(getattr(evaluation_of(env), "evaluator", None), "load_data", None)
         if load_data is not None:  # a missing dataset fails here, before any child, as one line
             load_data()

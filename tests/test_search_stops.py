@@ -129,3 +129,25 @@ def test_a_misspelt_env_key_is_named_as_the_key(tmp_path, capsys) -> None:
     assert err.count("\n") == 1
     assert err.startswith("nas-search: error: --env-kwargs key='num_layer' is not allowed; expected one of [")
     assert err.rstrip().endswith("Did you mean 'num_layers'?")
+
+
+def test_ctrl_c_to_the_whole_process_group_with_pool_workers_is_one_line(tmp_path) -> None:
+    """A terminal's Ctrl-C reaches the workers too: they stay quiet and the parent says one line."""
+    out = tmp_path / "run"
+    argv = ["--env", ENV, "--agent", "reinforce", "--backend", "pool", "--agent-kwargs", "batch_size=2",
+            "--budget", "40", "--env-kwargs", "delay_s=0.3", "--out", str(out), "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scripts.search", *argv],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and len(read_csv(out)) < 3:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err.count("\n") == 1, err
+    assert err.endswith(f"continue with: nas-search --out {out} --resume\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import signal
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -30,8 +31,13 @@ _evaluator: Evaluator | None = None
 def _init_worker(
     evaluator: Evaluator, num_threads: int, slots: Any = None, memory_per_child_gb: float | None = None
 ) -> None:
-    """Set this worker's threads and, with device slots, take one slot and pin to its device."""
+    """Set this worker's threads and, with device slots, take one slot and pin to its device.
+
+    Ctrl-C reaches every process of the terminal's group: workers ignore it and leave the stop
+    (one line, outputs kept) to the parent, which shuts the pool down.
+    """
     global _evaluator
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     limit_threads(num_threads)
     if slots is not None:
         pin_to_device(evaluator, torch.device(slots.get(timeout=120)), memory_per_child_gb)
