@@ -2,12 +2,13 @@
 
 For every real evaluation the wrapper asks its base agent ``screen_candidates`` times for its next
 proposal, scores their untrained networks with a zero-cost proxy (:mod:`nas_env.zero_cost`; default
-``live_params``, one float64 pass of batch 1) and sends only the best to the env. The base agent is
-told the reward of the architecture it got; the proposals screened out are never told (for local
-search they are dropped, as rejected neighbours are; random search and evolution keep no record of
-proposals). So the budget counts real evaluations only; the zero-cost scores are extra CPU work,
-each computed once per architecture (with weights seeded by :data:`SCREEN_SEED`, so a score does
-not depend on the search's seed) and kept across runs in ``screen_cache``, a results store.
+``live_params``, one float64 pass of batch 1) and sends only the best to the env (the best not
+evaluated yet, when there is one). The base agent is told the reward of the architecture it got;
+the proposals screened out are never told (for local search they are dropped, as rejected
+neighbours are; random search and evolution keep no record of proposals). So the budget counts
+real evaluations only; the zero-cost scores are extra CPU work, each computed once per
+architecture (with weights seeded by :data:`SCREEN_SEED`, so a score does not depend on the
+search's seed) and kept across runs in ``screen_cache``, a results store.
 Scoring uses one torch thread: batch-1 networks gain nothing from more, and lose much on a busy CPU.
 
 This is the zero-cost paper's warm-up and NASWOT's AREA (score a pool, evaluate the best) applied
@@ -99,10 +100,17 @@ class ZeroCostScreen:
             self.memo[name] = float(value)
         return self.memo[name]
 
-    def best(self, candidates: Sequence[Sequence[int]]) -> list[int]:
-        """The candidate with the highest score (the first among equals)."""
-        scores = [self.score(t) for t in candidates]
-        return list(candidates[max(range(len(scores)), key=lambda i: (scores[i], -i))])
+    def best(
+        self, candidates: Sequence[Sequence[int]], evaluated: set[str] | frozenset[str] = frozenset()
+    ) -> list[int]:
+        """The candidate with the highest score, preferring any not in ``evaluated``.
+
+        ``evaluated`` holds architecture strings: a repeat would spend a real evaluation on a known
+        reward. Among equals, the first.
+        """
+        names = [self.space.decode(list(t)).to_str() for t in candidates]
+        keys = [(names[i] not in evaluated, self.score(t), -i) for i, t in enumerate(candidates)]
+        return list(candidates[max(range(len(keys)), key=keys.__getitem__)])
 
 
 class ScreenedAgent(AskTellAgent):
@@ -136,9 +144,17 @@ class ScreenedAgent(AskTellAgent):
     def propose(self, count: int) -> Sequence[Sequence[int]]:
         """``count`` architectures, each the best-screened of ``screen_candidates`` base proposals."""
         n = self.config.screen_candidates
-        # one proposal at a time, as the base would make it for its next evaluation (local search's
-        # random start stays random, Thompson draws are fresh, neighbours come off the queue in order)
-        return [self.screen.best([self.inner.propose(1)[0] for _ in range(n)]) for _ in range(count)]
+        evaluated = {e.arch for e in self.history} | {
+            self.screen.space.decode(t).to_str() for t in self.pending
+        }
+        batch: list[list[int]] = []
+        for _ in range(count):
+            # one proposal at a time, as the base would make it for its next evaluation (local search's
+            # random start stays random, Thompson draws are fresh, neighbours come off the queue in order)
+            best = self.screen.best([self.inner.propose(1)[0] for _ in range(n)], evaluated)
+            evaluated.add(self.screen.space.decode(best).to_str())
+            batch.append(best)
+        return batch
 
     def observe(self, tokens: Sequence[int], reward: float, info: dict[str, Any]) -> None:
         """Tell the base agent the reward of the architecture it got."""
