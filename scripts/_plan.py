@@ -103,7 +103,9 @@ class Plan:
         if isinstance(recipe_obj, Fidelity) and build is not None and hasattr(inner, "space"):
             archs = reference_archs(inner.space)
             builders = [functools.partial(build, arch) for arch in archs]
-            plan.timer = functools.partial(calibrate, recipe_obj, builders, space, device or "cpu", threads)
+            plan.timer = functools.partial(
+                calibrate, recipe_obj, builders, space, device or "cpu", threads, precisions=(plan.precision,)
+            )
         return plan
 
     def measure(self) -> None:
@@ -182,9 +184,7 @@ class Plan:
         eta = self.eta_seconds(budget - done)
         if self.calibration is not None and eta is not None:
             low, mean, high = self.calibration.per_child(self.precision)
-            by = ", ".join(
-                f"{p} {sum(v) / len(v):.0f} s" for p, v in sorted(self.calibration.seconds.items())
-            )
+            by = self.precision
             how = (
                 f"{self.workers} workers x {self.threads} thread(s)"
                 if self.workers > 1

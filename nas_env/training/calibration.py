@@ -110,8 +110,11 @@ def calibrate(
     device: torch.device | str = "cpu",
     threads: int | None = None,
     refresh: bool = False,
+    precisions: Sequence[str] | None = None,
 ) -> Calibration:
     """Time ``reference_models`` at ``fidelity`` in fp32 and (where the CPU has it) bf16; cached.
+
+    Timing each reference child takes a few minibatches; the same key is never timed twice.
 
     Args:
         fidelity: The recipe; its ``precision`` is ignored (both are timed).
@@ -121,12 +124,14 @@ def calibrate(
         device: Where children train.
         threads: Torch threads to time with (default: the current setting).
         refresh: Measure again even when the cache holds this key.
+        precisions: The precisions to time (default: fp32, and bf16 where the CPU has it).
 
     Returns:
         The figures, from the cache when this machine measured them before.
     """
     threads = threads or torch.get_num_threads()
-    precisions = ("fp32", "bf16") if bf16_is_fast(device) else ("fp32",)
+    if precisions is None:
+        precisions = ("fp32", "bf16") if bf16_is_fast(device) else ("fp32",)
     key = calibration_key(fidelity, device, threads, space, precisions)
     path = cache_path()
     cache = _read_cache(path)
