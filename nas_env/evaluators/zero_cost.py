@@ -42,7 +42,10 @@ score, which :func:`nas_env.zero_cost.combine` puts on a scale of order one."""
 
 
 def zero_cost_reward(result: EvalResult) -> float:
-    """The reward of a zero-cost evaluation: its ``zero_cost`` metric, or :data:`WORST_REWARD`."""
+    """The zero-cost score of the untrained child (scaled-log scale; -100 when nothing flows through it).
+
+    That is the result's ``zero_cost`` metric, or :data:`WORST_REWARD` when it is not finite.
+    """
     value = float(result.metrics[ZERO_COST_METRIC])
     return value if math.isfinite(value) else WORST_REWARD
 
