@@ -175,17 +175,19 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 # ---- stops ---------------------------------------------------------------------------------------------
 
 
+def raise_terminated(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM's handler: stop as Ctrl-C does, with SIGTERM's exit status."""
+    raise Stop("terminated", 128 + signal.SIGTERM)
+
+
 @contextmanager
 def stop_signals(time_budget: float | None) -> Iterator[None]:
     """SIGTERM, and the ``--time-budget`` deadline (SIGALRM), raise :class:`Stop` in the main thread."""
 
-    def terminated(signum: int, frame: FrameType | None) -> None:
-        raise Stop("terminated", 128 + signal.SIGTERM)
-
     def deadline(signum: int, frame: FrameType | None) -> None:
         raise Stop("time budget", 0)
 
-    previous = signal.signal(signal.SIGTERM, terminated)
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
     previous_alarm = signal.signal(signal.SIGALRM, deadline)
     if time_budget is not None:
         signal.setitimer(signal.ITIMER_REAL, time_budget)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,7 +41,17 @@ from scripts._cli import (
 )
 from scripts._cli import make_env as make_cli_env
 from scripts._plan import Plan, evaluation_of
-from scripts._search_run import BEST, CHECKPOINT, CONFIG, CSV_FILE, STORE, run, write_config
+from scripts._search_run import (
+    BEST,
+    CHECKPOINT,
+    CONFIG,
+    CSV_FILE,
+    STORE,
+    Stop,
+    raise_terminated,
+    run,
+    write_config,
+)
 
 RESUME_MAY_CHANGE = ("budget", "time_budget", "resume", "progress", "checkpoint_every", "top_k")
 """Settings that ``--resume`` may change; the others must match the saved run."""
@@ -225,19 +236,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     Ctrl-C gives 130 and SIGTERM 143, each after one line saying what was kept and how to resume.
     """
     started: list[Path] = []  # the run directory, once config.json is written
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
         return _main(argv, started)
-    except KeyboardInterrupt:  # between the steps that report their own stop
+    except (KeyboardInterrupt, Stop) as exc:  # between the steps that report their own stop
+        word, status = (exc.reason, exc.exit_status) if isinstance(exc, Stop) else ("interrupted", 130)
         if started:
             out = started[0]
             print(
-                f"nas-search: interrupted; evaluations so far are kept in {out}/{STORE}; continue with: "
+                f"nas-search: {word}; evaluations so far are kept in {out}/{STORE}; continue with: "
                 f"nas-search --out {out} --resume",
                 file=sys.stderr,
             )
         else:
-            print("nas-search: interrupted before the run started; nothing to keep", file=sys.stderr)
-        return 130
+            print(f"nas-search: {word} before the run started; nothing to keep", file=sys.stderr)
+        return status
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _main(argv: Sequence[str] | None, started: list[Path]) -> int:

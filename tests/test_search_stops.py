@@ -151,3 +151,11 @@ def test_ctrl_c_to_the_whole_process_group_with_pool_workers_is_one_line(tmp_pat
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and err.count("\n") == 1, err
     assert err.endswith(f"continue with: nas-search --out {out} --resume\n")
+
+
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_before_the_first_child_is_one_line_too(sig, status, tmp_path) -> None:
+    out = tmp_path / "run"
+    proc = start_and_signal([*args(out, 2), "--env-kwargs", "delay_s=3"], out, sig, rows=0)
+    assert proc.returncode == status and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.rstrip().endswith(f"nas-search --out {out} --resume")
