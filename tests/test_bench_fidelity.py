@@ -181,7 +181,7 @@ def test_ptb_diverged_cells_rank_last_and_are_not_retrained(tmp_path: Path) -> N
 def test_ptb_reference_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     """The reference path on tiny data: the long reference replaced by a 2-epoch smoke recipe, two
     reference seeds; each preset seed and the seeds' mean get a tau against it."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
     import bench_fidelity
 
     from nas_env.training.ptb import PTB_FIDELITIES
