@@ -19,6 +19,7 @@ from synthetic import make_synthetic_env
 
 import nas_env  # noqa: F401 - registers the envs
 from agents import make_agent
+from agents.base import torch_threads
 from nas_env.evaluators.nb201_synthetic import write_nb201_table
 from nas_env.evaluators.nb201_training import NB201TrainingEvaluator
 from nas_env.evaluators.training import CifarTrainingEvaluator
@@ -115,8 +116,17 @@ def searches(tmp: Path, data_root: Path) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+TRAIN_THREADS = 2
+"""Torch threads of the trained episodes, as recorded: a float sum's order, hence its bits, depends on it."""
+
+
 def trained_episodes(data_root: Path) -> dict[str, list[dict[str, Any]]]:
     """Seeded episodes that really train: one smoke CIFAR child and two weight-sharing scores."""
+    with torch_threads(TRAIN_THREADS):  # an earlier test may have left the process at one thread
+        return _trained_episodes(data_root)
+
+
+def _trained_episodes(data_root: Path) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     runs = {
         "cifar-smoke": {"num_layers": 2, "max_layers": 2, "fidelity": "smoke"},
