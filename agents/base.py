@@ -264,7 +264,8 @@ class AskTellAgent(SearchAgent):
         while len(self.history) < budget:
             if not self.pending:
                 self.pending = [list(t) for t in self.propose(self.runner.num_envs)]
-            chunk = self.pending[: budget - len(self.history)]
+            # at most one child per sub-env at a time: each is recorded (and checkpointed) as it ends
+            chunk = self.pending[: min(self.runner.num_envs, budget - len(self.history))]
             for reward, info in self.runner.evaluate(chunk):
                 self.observe(self.pending.pop(0), float(reward), info)
                 self._record(info["arch"], reward, info)
