@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from agents.base import AnyEnv, AskTellAgent
-from nas_env.type_aliases import TokenSpec
+from nas_env.records import TokenSpec
 
 
 def sample_tokens(schedule: tuple[TokenSpec, ...], rng: np.random.Generator) -> list[int]:

@@ -34,7 +34,7 @@ import numpy as np
 
 from agents.base import AnyEnv, AskTellAgent
 from nas_env.errors import check_choice
-from nas_env.type_aliases import TokenSpec
+from nas_env.records import TokenSpec
 
 Tokens = tuple[int, ...]
 

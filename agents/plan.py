@@ -14,7 +14,7 @@ from functools import lru_cache
 
 import torch
 
-from nas_env.type_aliases import TokenSpec
+from nas_env.records import TokenSpec
 
 ANCHOR = "anchor"
 """Token kind of skip-connection decisions (``TokenSpec.anchor_of`` names the earlier layer)."""

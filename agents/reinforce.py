@@ -28,7 +28,7 @@ from torch import nn
 
 from agents.base import AnyEnv, AskTellAgent, torch_threads
 from agents.plan import AFTER_ANCHOR, ANCHOR, START, Plan, make_plan, token_vocab
-from nas_env.type_aliases import TokenSpec
+from nas_env.records import TokenSpec
 
 
 @dataclass(frozen=True)

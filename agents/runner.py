@@ -8,7 +8,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from nas_env.type_aliases import TokenSpec
+from nas_env.records import TokenSpec
 
 AnyEnv = gym.Env[Any, Any] | gym.vector.VectorEnv[Any, Any, Any]
 """A token env of this package (wrapped or not), or a vector env of them."""

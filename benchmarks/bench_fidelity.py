@@ -50,19 +50,19 @@ from nas_env.backends import make_backend, threads_per_worker
 from nas_env.data.paths import data_roots
 from nas_env.evaluation import child_seed
 from nas_env.evaluators.base import Evaluator
+from nas_env.evaluators.cifar import CifarTrainingEvaluator
 from nas_env.evaluators.nb201_synthetic import write_synthetic_table
 from nas_env.evaluators.nb201_training import NB201TrainingEvaluator
 from nas_env.evaluators.ptb import PtbTrainingEvaluator
 from nas_env.evaluators.tabular import load_nb201_table
-from nas_env.evaluators.training import CifarTrainingEvaluator
 from nas_env.ranking import kendall_tau
+from nas_env.records import EvalResult
 from nas_env.search_spaces.cnn import CnnSearchSpace
 from nas_env.search_spaces.nb201 import NUM_CELLS, NB201Architecture
 from nas_env.search_spaces.rnn_cell import NASCELL, TANH_RNN, RnnCellSearchSpace
 from nas_env.store import ResultsStore
 from nas_env.training.ptb import PTB_FIDELITIES, PtbFidelity
 from nas_env.training.recipes import FIDELITIES, NB201_FIDELITIES, SHORT_TRAINING, Fidelity, Precision
-from nas_env.type_aliases import EvalResult
 
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 FIELD_TYPES: dict[str, type] = {f.name: type(getattr(Fidelity(), f.name)) for f in fields(Fidelity)}

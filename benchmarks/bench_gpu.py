@@ -35,13 +35,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from nas_env.architecture import CnnArchitecture
 from nas_env.backends import LocalBackend, PoolBackend
 from nas_env.backends.base import Backend
 from nas_env.builders.cnn import build_cnn
 from nas_env.data.cifar import CifarSplits
-from nas_env.evaluators.training import CifarTrainingEvaluator
-from nas_env.search_spaces.cnn import CnnSearchSpace
+from nas_env.evaluators.cifar import CifarTrainingEvaluator
+from nas_env.search_spaces.cnn import CnnArchitecture, CnnSearchSpace
 from nas_env.training.cifar import CUDA_TUNING, LANDED_CUDA, CudaTuning, train_child
 from nas_env.training.recipes import Fidelity
 

@@ -31,9 +31,9 @@ from nas_env.backends.base import Backend
 from nas_env.backends.threads import available_cpus
 from nas_env.evaluation import child_seed
 from nas_env.evaluators.base import Evaluator
-from nas_env.evaluators.training import CifarTrainingEvaluator
+from nas_env.evaluators.cifar import CifarTrainingEvaluator
+from nas_env.records import EvalResult
 from nas_env.search_spaces.cnn import CnnSearchSpace
-from nas_env.type_aliases import EvalResult
 
 
 class NullEvaluator(Evaluator):

@@ -22,12 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from nas_env.architecture import CnnArchitecture
 from nas_env.builders.cnn import build_cnn
 from nas_env.data.cifar import load_cifar10
-from nas_env.evaluators.training import CifarTrainingEvaluator
+from nas_env.evaluators.cifar import CifarTrainingEvaluator
 from nas_env.ranking import kendall_tau
-from nas_env.search_spaces.cnn import CnnSearchSpace
+from nas_env.search_spaces.cnn import CnnArchitecture, CnnSearchSpace
 from nas_env.training.cifar import BatchAugment
 from nas_env.training.recipes import FIDELITIES, Fidelity
 

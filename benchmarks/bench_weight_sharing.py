@@ -34,10 +34,9 @@ import torch
 
 import nas_env  # noqa: F401 - registers the envs
 from agents import make_agent
-from nas_env.architecture import CnnArchitecture
-from nas_env.evaluators.training import CifarTrainingEvaluator
+from nas_env.evaluators.cifar import CifarTrainingEvaluator
 from nas_env.ranking import kendall_tau
-from nas_env.search_spaces.cnn import CnnSearchSpace
+from nas_env.search_spaces.cnn import CnnArchitecture, CnnSearchSpace
 from nas_env.training.recipes import FIDELITIES
 from scripts._cli import parse_key_values
 

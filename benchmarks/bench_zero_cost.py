@@ -182,7 +182,7 @@ def nb201_section(args: argparse.Namespace, store: ResultsStore) -> list[str]:
 
 def cnn_section(args: argparse.Namespace, store: ResultsStore) -> list[str]:
     """Every score of bench_fidelity's random 6-layer children, and tau against their stored proxy."""
-    from nas_env.evaluators.training import CifarTrainingEvaluator
+    from nas_env.evaluators.cifar import CifarTrainingEvaluator
     from nas_env.search_spaces.cnn import CnnSearchSpace
 
     space = CnnSearchSpace(num_layers=6)

@@ -22,9 +22,9 @@ from typing import Any
 from nas_env.backends.base import make_backend
 from nas_env.evaluators.base import Evaluator
 from nas_env.evaluators.weight_sharing import SHARED_STEP, SharedWeightEvaluator
+from nas_env.records import EvalResult
 from nas_env.rewards import FAILED_REWARD, RewardFn, compute_reward
 from nas_env.store import ResultsStore
-from nas_env.type_aliases import EvalResult
 
 Scored = tuple[int, float, dict[str, Any]]
 """``(index in the archs given, reward, terminal info)``, as :meth:`Evaluation.evaluate_many` yields."""

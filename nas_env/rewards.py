@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from nas_env.errors import check_choice
-from nas_env.type_aliases import EvalResult, Metric
+from nas_env.records import EvalResult, Metric
 
 FAILED_REWARD = 0.0
 """Reward of a child whose training failed (NaN loss, out of memory...)."""

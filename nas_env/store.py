@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-from nas_env.type_aliases import EvalResult
+from nas_env.records import EvalResult
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS evaluations (

@@ -16,10 +16,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import fields
 from typing import Any
 
-from nas_env.architecture import CnnArchitecture
 from nas_env.errors import NASEnvError
+from nas_env.evaluators.cifar import CifarTrainingEvaluator
 from nas_env.evaluators.ptb import PtbTrainingEvaluator
-from nas_env.evaluators.training import CifarTrainingEvaluator
+from nas_env.search_spaces.cnn import CnnArchitecture
 from nas_env.search_spaces.rnn_cell import NAMED_CELLS, RnnCellArchitecture
 from nas_env.training.ptb import PtbFidelity, get_ptb_fidelity
 from nas_env.training.recipes import FIDELITIES, Fidelity, get_fidelity

@@ -19,13 +19,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from nas_env.architecture import CnnArchitecture
 from nas_env.envs.token_env import TokenNASEnv
 from nas_env.evaluation import Evaluation
 from nas_env.evaluators.base import Evaluator
+from nas_env.records import EvalResult
 from nas_env.rewards import get_reward
-from nas_env.search_spaces.cnn import CnnSearchSpace
-from nas_env.type_aliases import EvalResult
+from nas_env.search_spaces.cnn import CnnArchitecture, CnnSearchSpace
 
 ENV_ID = "NAS-Synthetic-v0"
 NOISE = {"high": 0.0, "mid": 0.05, "low": 0.15}

@@ -14,8 +14,8 @@ from synthetic import make_synthetic_env
 
 from agents import make_agent
 from agents.reinforce import Controller, EMABaseline, ReinforceAgent, ReinforceConfig
+from nas_env.records import TokenSpec
 from nas_env.search_spaces.cnn import CnnSearchSpace
-from nas_env.type_aliases import TokenSpec
 
 
 def rewards(history) -> np.ndarray:

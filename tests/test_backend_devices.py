@@ -18,16 +18,15 @@ import pytest
 import torch
 
 import nas_env  # noqa: F401 - registers the ids
-from nas_env.architecture import CnnArchitecture
 from nas_env.backends import LocalBackend, PoolBackend, make_backend
 from nas_env.backends.devices import resolve_devices
 from nas_env.data.cifar import load_cifar10
-from nas_env.evaluators.training import CifarTrainingEvaluator
-from nas_env.search_spaces.cnn import CnnSearchSpace
+from nas_env.evaluators.cifar import CifarTrainingEvaluator
+from nas_env.records import EvalResult
+from nas_env.search_spaces.cnn import CnnArchitecture, CnnSearchSpace
 from nas_env.store import ResultsStore
 from nas_env.training.cifar import LANDED_CUDA, CudaTuning, train_child
 from nas_env.training.recipes import FIDELITIES
-from nas_env.type_aliases import EvalResult
 
 SPACE = CnnSearchSpace(num_layers=2, max_layers=2)
 ARCH = CnnArchitecture.from_str("3x3:36 | 5x5:48 <0")

@@ -56,7 +56,7 @@ def test_both_spaces_side_by_side_then_from_the_store(tmp_path: Path, data_dir: 
 def test_a_preset_variant_is_its_own_row_and_cache_key(tmp_path: Path, data_dir: Path) -> None:
     """``smoke:bf16`` (the smoke recipe in bf16) and ``smoke:epochs=2:batch_size=32`` (any recipe
     field overridden): each trained and stored under its own recipe's fingerprint."""
-    from nas_env.evaluators.training import CifarTrainingEvaluator
+    from nas_env.evaluators.cifar import CifarTrainingEvaluator
     from nas_env.training.recipes import FIDELITIES
 
     store = tmp_path / "fid.sqlite"

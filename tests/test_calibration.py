@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from nas_env.builders.cnn import build_cnn
-from nas_env.evaluators.training import CifarTrainingEvaluator
+from nas_env.evaluators.cifar import CifarTrainingEvaluator
 from nas_env.search_spaces.cnn import CnnSearchSpace
 from nas_env.training import calibration
 from nas_env.training.recipes import FIDELITIES, bf16_is_fast

@@ -6,9 +6,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nas_env.architecture import CnnArchitecture
 from nas_env.builders.cnn import build_cnn, count_parameters
-from nas_env.search_spaces.cnn import CnnSearchSpace
+from nas_env.search_spaces.cnn import CnnArchitecture, CnnSearchSpace
 
 
 @st.composite

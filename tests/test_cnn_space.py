@@ -9,9 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nas_env.architecture import CnnArchitecture, ConvLayer
 from nas_env.errors import InvalidArchitectureError
-from nas_env.search_spaces.cnn import CnnSearchSpace
+from nas_env.search_spaces.cnn import CnnArchitecture, CnnSearchSpace, ConvLayer
 
 
 @st.composite

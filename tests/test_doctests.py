@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-MODULES = ["nas_env.envs.cifar10", "nas_env.architecture"]
+MODULES = ["nas_env.envs.cifar10", "nas_env.search_spaces.cnn"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -12,12 +12,12 @@ import pytest
 import torch
 
 import nas_env  # noqa: F401
-from nas_env.architecture import CnnArchitecture
 from nas_env.builders.cnn import build_cnn
 from nas_env.builders.nb201 import InferCell
 from nas_env.data.cifar import load_cifar10
+from nas_env.evaluators.cifar import CifarTrainingEvaluator
 from nas_env.evaluators.nb201_training import NB201TrainingEvaluator
-from nas_env.evaluators.training import CifarTrainingEvaluator
+from nas_env.search_spaces.cnn import CnnArchitecture
 from nas_env.search_spaces.nb201 import NB201Architecture
 from nas_env.training.cifar import downsample, train_child
 from nas_env.training.recipes import FIDELITIES, NB201_FIDELITIES, TRAINER_VERSION, Fidelity, bf16_is_fast

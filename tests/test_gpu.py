@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from nas_env.architecture import CnnArchitecture
-from nas_env.evaluators.training import CifarTrainingEvaluator
+from nas_env.evaluators.cifar import CifarTrainingEvaluator
+from nas_env.search_spaces.cnn import CnnArchitecture
 from nas_env.training.recipes import FIDELITIES
 
 

@@ -30,9 +30,9 @@ from nas_env.backends import (
 )
 from nas_env.backends.threads import limit_threads
 from nas_env.errors import EvaluationError
+from nas_env.records import EvalResult
 from nas_env.search_spaces.cnn import CnnSearchSpace
 from nas_env.store import ResultsStore
-from nas_env.type_aliases import EvalResult
 from tests.synthetic import MatchEvaluator, SyntheticNASEnv
 
 SPACE = CnnSearchSpace(num_layers=3, max_layers=6)
@@ -266,7 +266,7 @@ def test_ray_is_not_imported_and_missing_ray_is_a_dependency_error():
 OTHER_WORKER = """
 import json, sys, time
 from nas_env.store import ResultsStore
-from nas_env.type_aliases import EvalResult
+from nas_env.records import EvalResult
 path, arch, fingerprint, hold = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 store = ResultsStore(path)
 print(store.claim(arch, fingerprint), flush=True)

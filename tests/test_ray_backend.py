@@ -26,10 +26,10 @@ from nas_env.backends.ray import RayBackend
 from nas_env.envs.token_env import TokenNASEnv
 from nas_env.errors import EvaluationError
 from nas_env.evaluation import Evaluation
-from nas_env.evaluators.training import CifarTrainingEvaluator
+from nas_env.evaluators.cifar import CifarTrainingEvaluator
+from nas_env.records import EvalResult
 from nas_env.rewards import get_reward
 from nas_env.search_spaces.cnn import CnnSearchSpace
-from nas_env.type_aliases import EvalResult
 
 SPACE = CnnSearchSpace(num_layers=3, max_layers=6)
 

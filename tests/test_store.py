@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from nas_env.records import EvalResult
 from nas_env.store import ResultsStore
-from nas_env.type_aliases import EvalResult
 
 WRITER = """
 import sys, time
 from nas_env.store import ResultsStore
-from nas_env.type_aliases import EvalResult
+from nas_env.records import EvalResult
 store = ResultsStore(sys.argv[1])
 i = 0
 while True:
@@ -62,7 +62,7 @@ def test_two_stores_share_one_file_and_failed_rows_are_not_cache_hits(tmp_path: 
 OPENER = """
 import sys, time
 from nas_env.store import ResultsStore
-from nas_env.type_aliases import EvalResult
+from nas_env.records import EvalResult
 time.sleep(max(0.0, float(sys.argv[3]) - time.time()))  # all open the new file at the same moment
 store = ResultsStore(sys.argv[1])
 for i in range(20):

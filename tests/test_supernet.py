@@ -9,11 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nas_env.architecture import CnnArchitecture
 from nas_env.builders.cnn import count_parameters
 from nas_env.builders.supernet import CnnSupernet
 from nas_env.errors import InvalidArchitectureError
-from nas_env.search_spaces.cnn import CnnSearchSpace
+from nas_env.search_spaces.cnn import CnnArchitecture, CnnSearchSpace
 
 # strides, pooling and a filter offset exercise every geometry rule of build_cnn
 SPACE = CnnSearchSpace(num_layers=5, max_layers=5, predict_stride=True, pool_after=(1,), filter_offset=4)

@@ -23,7 +23,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import nas_env  # noqa: F401 - registers the envs
 from agents import make_agent
-from nas_env.architecture import CnnArchitecture
+from nas_env.search_spaces.cnn import CnnArchitecture
 from scripts import search
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas_env import zero_cost as zc
-from nas_env.architecture import CnnArchitecture
 from nas_env.builders.nb201 import NB201Network
 from nas_env.evaluators.zero_cost import WORST_REWARD, ZeroCostEvaluator, zero_cost_reward
+from nas_env.search_spaces.cnn import CnnArchitecture
 from nas_env.search_spaces.nb201 import NB201Architecture
 from nas_env.store import ResultsStore
 

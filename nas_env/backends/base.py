@@ -33,7 +33,7 @@ from typing import Any
 
 from nas_env.errors import EvaluationError, check_choice, check_range
 from nas_env.evaluators.base import Evaluator
-from nas_env.type_aliases import EvalResult
+from nas_env.records import EvalResult
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from nas_env.backends.devices import (
 from nas_env.backends.threads import available_cpus, limit_threads, threads_per_worker
 from nas_env.errors import check_choice, check_range
 from nas_env.evaluators.base import Evaluator
-from nas_env.type_aliases import EvalResult
+from nas_env.records import EvalResult
 
 _evaluator: Evaluator | None = None
 """The evaluator of this worker process, set once by :func:`_init_worker`."""

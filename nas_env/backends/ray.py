@@ -19,7 +19,7 @@ from nas_env.backends.base import Backend, _Request
 from nas_env.backends.threads import limit_threads
 from nas_env.errors import DependencyNotInstalled
 from nas_env.evaluators.base import Evaluator
-from nas_env.type_aliases import EvalResult
+from nas_env.records import EvalResult
 
 INSTALL_HINT = "pip install nas-env[ray]"
 """The install command named by :class:`~nas_env.errors.DependencyNotInstalled`."""

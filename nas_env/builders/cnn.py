@@ -1,4 +1,4 @@
-"""Build a torch ``nn.Module`` from a :class:`~nas_env.architecture.CnnArchitecture`.
+"""Build a torch ``nn.Module`` from a :class:`~nas_env.search_spaces.cnn.CnnArchitecture`.
 
 Each layer is conv (same padding) -> batch norm -> ReLU [-> 2x2 max-pool]. The paper's rules
 (section 3.3) make every architecture buildable: a layer without inputs reads the image; inputs of
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas_env.architecture import CnnArchitecture
+from nas_env.search_spaces.cnn import CnnArchitecture
 
 IMAGE_CHANNELS = 3
 

@@ -47,10 +47,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas_env.architecture import CnnArchitecture
 from nas_env.builders.cnn import IMAGE_CHANNELS, CnnChild, build_cnn, conv_output_size
 from nas_env.errors import InvalidArchitectureError
-from nas_env.search_spaces.cnn import FILTER_SIZES, NUM_FILTERS, CnnSearchSpace
+from nas_env.search_spaces.cnn import FILTER_SIZES, NUM_FILTERS, CnnArchitecture, CnnSearchSpace
 
 PLAN_CACHE_SIZE = 4096
 """Child plans (index tensors, paddings) kept per supernet; a 400-child search has at most 400."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from nas_env.type_aliases import EvalResult
+from nas_env.records import EvalResult
 
 
 class Evaluator(ABC):

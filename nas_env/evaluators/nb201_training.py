@@ -1,7 +1,7 @@
 """Score NAS-Bench-201 cells by training NB201's network on CIFAR-10 (the env's trained mode).
 
 The cell is built into :class:`~nas_env.builders.nb201.NB201Network` and trained exactly like a CNN
-child (:class:`~nas_env.evaluators.training.CifarTrainingEvaluator`: same trainer, presets and
+child (:class:`~nas_env.evaluators.cifar.CifarTrainingEvaluator`: same trainer, presets and
 fixed 45k/5k split). Users can check a table against their own training, and the presets can be
 measured against published accuracies (``benchmarks/bench_fidelity.py``).
 """
@@ -18,10 +18,10 @@ from torch import nn
 from nas_env.builders.nb201 import CELLS_PER_STAGE, STEM_CHANNELS, NB201Network
 from nas_env.data.cifar import SPLIT_SEED, CifarSplits
 from nas_env.errors import check_range
-from nas_env.evaluators.training import CifarTrainingEvaluator
+from nas_env.evaluators.cifar import CifarTrainingEvaluator
+from nas_env.records import EvalResult, Metric
 from nas_env.search_spaces.nb201 import NB201Architecture
 from nas_env.training.recipes import NB201_FIDELITIES, Fidelity
-from nas_env.type_aliases import EvalResult, Metric
 
 NUM_TEST_IMAGES = 10_000
 """Images in the CIFAR-10 test set."""

@@ -29,8 +29,8 @@ import numpy as np
 from nas_env.data.paths import DATA_ENV_VAR, search_roots
 from nas_env.errors import DatasetError, InvalidArchitectureError, check_choice
 from nas_env.evaluators.base import Evaluator
+from nas_env.records import EvalResult, Metric
 from nas_env.search_spaces.nb201 import NUM_CELLS, NB201Architecture
-from nas_env.type_aliases import EvalResult, Metric
 
 DATASETS: tuple[str, ...] = ("cifar10", "cifar100", "imagenet16_120")
 """Datasets of NB201 tables."""

@@ -26,13 +26,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from nas_env.architecture import CnnArchitecture
 from nas_env.data.cifar import SPLIT_SEED, load_cifar10
 from nas_env.evaluators.base import Evaluator
-from nas_env.evaluators.training import resolve_device
-from nas_env.search_spaces.cnn import CnnSearchSpace
+from nas_env.evaluators.cifar import resolve_device
+from nas_env.records import EvalResult, Metric
+from nas_env.search_spaces.cnn import CnnArchitecture, CnnSearchSpace
 from nas_env.training.weight_sharing import SharedRecipe, SharedWeightTrainer
-from nas_env.type_aliases import EvalResult, Metric
 
 SHARED_STEP = "shared_step"
 """Metric and ``info`` key: shared-weight steps taken before the child was scored."""

@@ -21,8 +21,8 @@ from torch import nn
 from nas_env import zero_cost as zc
 from nas_env.errors import check_choice, check_range
 from nas_env.evaluators.base import Evaluator
-from nas_env.evaluators.training import resolve_device
-from nas_env.type_aliases import EvalResult
+from nas_env.evaluators.cifar import resolve_device
+from nas_env.records import EvalResult
 
 if TYPE_CHECKING:
     from nas_env.evaluation import Evaluation

@@ -14,7 +14,7 @@ from typing import Generic, Protocol, TypeVar
 import numpy as np
 
 from nas_env.errors import InvalidArchitectureError
-from nas_env.type_aliases import TokenSpec
+from nas_env.records import TokenSpec
 
 
 class Architecture(Protocol):

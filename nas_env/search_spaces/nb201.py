@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nas_env.errors import InvalidArchitectureError
+from nas_env.records import TokenSpec
 from nas_env.search_spaces.base import SearchSpace
-from nas_env.type_aliases import TokenSpec
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 """NB201's operations, in its order; token ``t`` selects ``OPS[t]``."""

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from nas_env.errors import InvalidArchitectureError, check_choice
+from nas_env.records import TokenSpec
 from nas_env.search_spaces.base import SearchSpace
-from nas_env.type_aliases import TokenSpec
 
 COMBINATIONS: tuple[str, ...] = ("add", "mul")
 """How a node merges its two inputs (paper section 3.4: addition, elementwise multiplication)."""

@@ -21,11 +21,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nas_env.architecture import CnnArchitecture
 from nas_env.builders.supernet import CnnSupernet
 from nas_env.data.cifar import CifarSplits
 from nas_env.errors import check_choice
-from nas_env.search_spaces.cnn import CnnSearchSpace
+from nas_env.search_spaces.cnn import CnnArchitecture, CnnSearchSpace
 from nas_env.training.cifar import PAD, BatchAugment, downsample
 from nas_env.training.recipes import RESOLUTIONS, recipe_fingerprint
 

@@ -13,14 +13,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from nas_env.architecture import CnnArchitecture
 from nas_env.builders.cnn import build_cnn, count_parameters
 from nas_env.data.cifar import SPLIT_SEED, CifarSplits, load_cifar10
 from nas_env.evaluators.base import Evaluator
+from nas_env.records import EvalResult, Metric
+from nas_env.search_spaces.cnn import CnnArchitecture
 from nas_env.training.calibration import resolve_precision
 from nas_env.training.cifar import CUDA_TUNING, CudaTuning, measure_seconds_per_child, train_child
 from nas_env.training.recipes import Fidelity, get_fidelity
-from nas_env.type_aliases import EvalResult, Metric
 
 SLOW_CHILD_S = 600.0
 """A recipe expected to take longer than this per child on CPU is announced with its estimate."""
