@@ -22,6 +22,7 @@ from typing import Any
 from nas_env.backends.base import make_backend
 from nas_env.evaluators.base import Evaluator
 from nas_env.evaluators.weight_sharing import SHARED_STEP, SharedWeightEvaluator
+from nas_env.evaluators.zero_cost import ZeroCostEvaluator, zero_cost_reward
 from nas_env.records import EvalResult
 from nas_env.rewards import FAILED_REWARD, RewardFn, compute_reward
 from nas_env.store import ResultsStore
@@ -280,3 +281,34 @@ class SharedWeightEvaluation(Evaluation):
             ValueError: Shared weights saved with other weight-sharing settings.
         """
         self.evaluator.load_state_dict(state)
+
+
+def zero_cost_evaluation(
+    space: str,
+    zero_cost: str | None,
+    data_dir: str | os.PathLike[str] | None,
+    device: str,
+    download: bool,
+    cache_path: str | os.PathLike[str] | None,
+    backend: str,
+    backend_kwargs: dict[str, Any] | None,
+    level: str = "word",
+) -> Evaluation:
+    """The evaluation service of an env's ``fidelity="zero_cost"`` mode: its reward is the score.
+
+    Args:
+        space: The env's space (:data:`nas_env.evaluators.zero_cost.SPACES`).
+        zero_cost: The score; ``None``: ``"ensemble"`` (PTB: ``"params"``).
+        data_dir: Data root; device, download, cache, backend: as for trained rewards.
+        device: Where the networks are scored.
+        download: Download the dataset when it is not found.
+        cache_path: The results store (zero-cost results have their own fingerprint).
+        backend: ``"local"``, ``"pool"`` or ``"ray"``.
+        backend_kwargs: The backend's arguments.
+        level: PTB's corpus level.
+    """
+    name = zero_cost or ("params" if space == "ptb" else "ensemble")
+    evaluator = ZeroCostEvaluator(
+        space, name, data_dir=data_dir, device=device, download=download, level=level
+    )
+    return Evaluation(evaluator, zero_cost_reward, cache_path, backend, backend_kwargs)

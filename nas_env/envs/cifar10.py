@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from nas_env.envs.token_env import TokenNASEnv
-from nas_env.evaluation import Evaluation, SharedWeightEvaluation
+from nas_env.evaluation import Evaluation, SharedWeightEvaluation, zero_cost_evaluation
 from nas_env.evaluators.cifar import CifarTrainingEvaluator
 from nas_env.evaluators.weight_sharing import SharedWeightEvaluator
-from nas_env.evaluators.zero_cost import ZERO_COST_FIDELITY, check_zero_cost_unused, zero_cost_evaluation
+from nas_env.evaluators.zero_cost import ZERO_COST_FIDELITY, check_zero_cost_unused
 from nas_env.rewards import get_reward
 from nas_env.search_spaces.cnn import CnnSearchSpace
 from nas_env.training.recipes import Fidelity

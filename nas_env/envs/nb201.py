@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from nas_env.envs.token_env import TokenNASEnv
-from nas_env.evaluation import Evaluation
+from nas_env.evaluation import Evaluation, zero_cost_evaluation
 from nas_env.evaluators.base import Evaluator
 from nas_env.evaluators.nb201_training import NB201TrainingEvaluator
 from nas_env.evaluators.tabular import (
@@ -15,7 +15,7 @@ from nas_env.evaluators.tabular import (
     TabularEvaluator,
     find_nb201_table,
 )
-from nas_env.evaluators.zero_cost import ZERO_COST_FIDELITY, check_zero_cost_unused, zero_cost_evaluation
+from nas_env.evaluators.zero_cost import ZERO_COST_FIDELITY, check_zero_cost_unused
 from nas_env.rewards import get_reward
 from nas_env.search_spaces.nb201 import NB201SearchSpace
 from nas_env.training.recipes import NB201_FIDELITIES, Fidelity

@@ -9,9 +9,9 @@ from typing import Any
 
 from nas_env.data.ptb import find_ptb
 from nas_env.envs.token_env import TokenNASEnv
-from nas_env.evaluation import Evaluation
+from nas_env.evaluation import Evaluation, zero_cost_evaluation
 from nas_env.evaluators.ptb import PtbTrainingEvaluator
-from nas_env.evaluators.zero_cost import ZERO_COST_FIDELITY, check_zero_cost_unused, zero_cost_evaluation
+from nas_env.evaluators.zero_cost import ZERO_COST_FIDELITY, check_zero_cost_unused
 from nas_env.rewards import inverse_squared_perplexity
 from nas_env.search_spaces.rnn_cell import RnnCellSearchSpace
 from nas_env.training.ptb import PtbFidelity

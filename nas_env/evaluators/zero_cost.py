@@ -13,7 +13,7 @@ import math
 import os
 import time
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,9 +23,6 @@ from nas_env.errors import check_choice, check_range
 from nas_env.evaluators.base import Evaluator
 from nas_env.evaluators.cifar import resolve_device
 from nas_env.records import EvalResult
-
-if TYPE_CHECKING:
-    from nas_env.evaluation import Evaluation
 
 SPACES = ("cnn", "nb201", "ptb")
 """The spaces a :class:`ZeroCostEvaluator` builds networks for."""
@@ -205,39 +202,6 @@ class ZeroCostEvaluator(Evaluator):
 
 ZERO_COST_FIDELITY = "zero_cost"
 """The ``fidelity=`` of the envs that scores children by a zero-cost proxy instead of training."""
-
-
-def zero_cost_evaluation(
-    space: str,
-    zero_cost: str | None,
-    data_dir: str | os.PathLike[str] | None,
-    device: str,
-    download: bool,
-    cache_path: str | os.PathLike[str] | None,
-    backend: str,
-    backend_kwargs: dict[str, Any] | None,
-    level: str = "word",
-) -> Evaluation:
-    """The evaluation service of an env's ``fidelity="zero_cost"`` mode: its reward is the score.
-
-    Args:
-        space: The env's space (:data:`SPACES`).
-        zero_cost: The score; ``None``: ``"ensemble"`` (PTB: ``"params"``).
-        data_dir: Data root; device, download, cache, backend: as for trained rewards.
-        device: Where the networks are scored.
-        download: Download the dataset when it is not found.
-        cache_path: The results store (zero-cost results have their own fingerprint).
-        backend: ``"local"``, ``"pool"`` or ``"ray"``.
-        backend_kwargs: The backend's arguments.
-        level: PTB's corpus level.
-    """
-    from nas_env.evaluation import Evaluation
-
-    name = zero_cost or ("params" if space == "ptb" else "ensemble")
-    evaluator = ZeroCostEvaluator(
-        space, name, data_dir=data_dir, device=device, download=download, level=level
-    )
-    return Evaluation(evaluator, zero_cost_reward, cache_path, backend, backend_kwargs)
 
 
 def check_zero_cost_unused(zero_cost: str | None) -> None:
