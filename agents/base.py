@@ -15,8 +15,7 @@ from __future__ import annotations
 import importlib
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -351,19 +350,3 @@ def make_agent(name: str, env: AnyEnv, seed: int = 0, **overrides: Any) -> Searc
     module_name, class_name = AGENTS[name].split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     return cls(env, seed=seed, **overrides)
-
-
-@contextmanager
-def torch_threads(num_threads: int) -> Iterator[None]:
-    """Run a block with ``num_threads`` intra-op threads, then restore the previous count.
-
-    Agents run their small networks (35 to 64 units wide) on one thread: extra threads only add
-    synchronisation, and on a loaded machine OpenMP's waiting made a controller update 100x
-    slower. Child training inside ``env.step`` keeps the caller's setting.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)

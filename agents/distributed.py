@@ -29,10 +29,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents.base import AnyEnv, SearchAgent, plain_info, torch_threads
+from agents.base import AnyEnv, SearchAgent, plain_info
 from agents.parameter_server import Coordinator, InProcess, ParameterShard, identity, split_parameters
 from agents.plan import token_vocab
 from agents.reinforce import Controller, EMABaseline, ReinforceConfig, policy_gradient
+from nas_env.threads import torch_threads
 
 
 @dataclass(frozen=True)

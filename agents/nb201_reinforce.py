@@ -29,7 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.base import AnyEnv, AskTellAgent, torch_threads
+from agents.base import AnyEnv, AskTellAgent
+from nas_env.threads import torch_threads
 
 
 @dataclass(frozen=True)

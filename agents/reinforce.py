@@ -26,9 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents.base import AnyEnv, AskTellAgent, torch_threads
+from agents.base import AnyEnv, AskTellAgent
 from agents.plan import AFTER_ANCHOR, ANCHOR, START, Plan, make_plan, token_vocab
 from nas_env.records import TokenSpec
+from nas_env.threads import torch_threads
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,10 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 import torch
 
-from agents.base import AnyEnv, SearchAgent, torch_threads
+from agents.base import AnyEnv, SearchAgent
 from agents.callbacks import BudgetCallback
 from nas_env.errors import DependencyNotInstalled
+from nas_env.threads import torch_threads
 
 ALGORITHMS: dict[str, tuple[str, str]] = {
     "ppo": ("stable_baselines3", "PPO"),
@@ -60,7 +61,7 @@ class TerminalRewardInfo(gym.Wrapper[Any, Any, Any, Any]):
     """Copies the terminal reward into ``info["reward"]`` (a Python float); steps with the caller's threads.
 
     SB3's vector env keeps rewards in a float32 buffer; the recorded reward must be the env's own.
-    The agent trains its policy on one thread (see :func:`~agents.base.torch_threads`); a child
+    The agent trains its policy on one thread (see :func:`~nas_env.threads.torch_threads`); a child
     trained inside ``env.step`` gets the thread count the env was created with.
     """
 

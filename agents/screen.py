@@ -25,11 +25,12 @@ from typing import Any
 
 import gymnasium as gym
 
-from agents.base import AnyEnv, AskTellAgent, make_agent, torch_threads
+from agents.base import AnyEnv, AskTellAgent, make_agent
 from nas_env import zero_cost as zc
 from nas_env.errors import check_choice
 from nas_env.evaluators.zero_cost import ZeroCostEvaluator
 from nas_env.store import ResultsStore
+from nas_env.threads import torch_threads
 
 SPACE_KINDS = {"cnn": "cnn", "nb201": "nb201", "rnn-cell": "ptb"}
 """Search-space name to the zero-cost evaluator's space."""

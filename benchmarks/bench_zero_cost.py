@@ -30,6 +30,7 @@ import torch
 from nas_env import zero_cost as zc
 from nas_env.evaluators.tabular import find_nb201_table, load_nb201_table
 from nas_env.evaluators.zero_cost import ZeroCostEvaluator
+from nas_env.ranking import kendall_tau
 from nas_env.search_spaces.nb201 import NUM_CELLS, NB201Architecture
 from nas_env.store import ResultsStore
 
@@ -48,22 +49,6 @@ CANDIDATES: tuple[tuple[str, ...], ...] = (
     ("live_params", "naswot", "synflow", "jacob_cov"),
 )
 """Ensembles tried on the design half (equal weights), as rank averages and as per-child scaled logs."""
-
-
-def kendall(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
-    """Kendall's tau-b (ties handled), over all pairs in blocks of rows (fine for thousands)."""
-    x, y = rankdata(x), rankdata(y)  # ranks: -inf (no signal) compares like any value
-    concordant = ties_x = ties_y = pairs = 0.0
-    for start in range(0, len(x), 256):
-        dx = np.sign(x[start : start + 256, None] - x[None, :])
-        dy = np.sign(y[start : start + 256, None] - y[None, :])
-        upper = np.arange(start, start + len(dx))[:, None] < np.arange(len(x))[None, :]
-        concordant += float((dx * dy)[upper].sum())
-        ties_x += float(np.count_nonzero(dx[upper] == 0))
-        ties_y += float(np.count_nonzero(dy[upper] == 0))
-        pairs += float(upper.sum())
-    denom = math.sqrt((pairs - ties_x) * (pairs - ties_y))
-    return concordant / denom if denom else math.nan
 
 
 def rankdata(x: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -164,7 +149,7 @@ def nb201_section(args: argparse.Namespace, store: ResultsStore) -> list[str]:
     ]
 
     def row(name: str, column: np.ndarray, secs: float | None) -> str:
-        taus = " ".join(f"{kendall(column[s], truth[s]):12.3f}" for s in parts.values())
+        taus = " ".join(f"{kendall_tau(column[s], truth[s]):12.3f}" for s in parts.values())
         sec = f"{secs:8.3f}" if secs is not None else " " * 8
         return f"{name:46s} {taus} {spearman(column, truth):8.3f}  {sec}"
 
@@ -205,7 +190,7 @@ def cnn_section(args: argparse.Namespace, store: ResultsStore) -> list[str]:
         f"{'score':46s} {'tau vs proxy':>12s}   s/child",
     ]
     for name, column in values.items():
-        tau = kendall(column[known], proxy) if len(known) >= 2 else math.nan
+        tau = kendall_tau(column[known], proxy) if len(known) >= 2 else math.nan
         lines.append(f"{name:46s} {tau:12.3f}  {timed[name]:8.3f}")
     return lines
 
@@ -240,7 +225,7 @@ def ptb_section(args: argparse.Namespace, store: ResultsStore) -> list[str]:
         f"{'score':46s} {'tau vs -ppl':>12s}   s/child",
     ]
     for name, column in values.items():
-        tau = kendall(column[known], -ppl) if len(known) >= 2 else math.nan
+        tau = kendall_tau(column[known], -ppl) if len(known) >= 2 else math.nan
         lines.append(f"{name:46s} {tau:12.3f}  {timed[name]:8.3f}")
     return lines
 

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.hooks import RemovableHandle
 
 from nas_env.errors import check_choice
 
@@ -161,6 +162,16 @@ def jacob_cov(model: nn.Module, x: torch.Tensor) -> float:
 
 
 @contextmanager
+def _removed_after(handles: list[RemovableHandle]) -> Iterator[None]:
+    """Remove the hooks ``handles`` when the block ends, also when it raises (the model stays clean)."""
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
 def _naswot_kernel(model: nn.Module, n: int, device: torch.device) -> Iterator[torch.Tensor]:
     """Hooks every ``nn.ReLU`` of ``model``; the yielded kernel fills as the model runs on ``n`` images."""
     kernel = torch.zeros((n, n), dtype=torch.float64, device=device)
@@ -172,12 +183,8 @@ def _naswot_kernel(model: nn.Module, n: int, device: torch.device) -> Iterator[t
     relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
     if not relus:
         raise ValueError(f"naswot needs nn.ReLU modules; {type(model).__name__} has none")
-    handles = [m.register_forward_pre_hook(hook) for m in relus]
-    try:
+    with _removed_after([m.register_forward_pre_hook(hook) for m in relus]):
         yield kernel
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def _logdet(kernel: torch.Tensor) -> float:
@@ -214,12 +221,8 @@ def _flop_counter(model: nn.Module) -> Iterator[list[int]]:
             total[0] += out[0].numel() * module.in_features
 
     layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    handles = [m.register_forward_hook(hook) for m in layers]
-    try:
+    with _removed_after([m.register_forward_hook(hook) for m in layers]):
         yield total
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def flops(model: nn.Module, input_shape: Sequence[int]) -> float:

@@ -19,10 +19,10 @@ from synthetic import make_synthetic_env
 
 import nas_env  # noqa: F401 - registers the envs
 from agents import make_agent
-from agents.base import torch_threads
 from nas_env.evaluators.cifar import CifarTrainingEvaluator
 from nas_env.evaluators.nb201_synthetic import write_nb201_table
 from nas_env.evaluators.nb201_training import NB201TrainingEvaluator
+from nas_env.threads import torch_threads
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).parent / "fixtures" / "golden_22.json"

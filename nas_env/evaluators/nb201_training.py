@@ -55,12 +55,7 @@ class NB201TrainingEvaluator(CifarTrainingEvaluator):
         ValueError: Unknown preset, or ``test_images``, ``channels`` or ``cells_per_stage`` out of range.
     """
 
-    metric_names = (
-        Metric.VAL_ACCURACY.value,
-        Metric.FINAL_VAL_ACCURACY.value,
-        Metric.TRAIN_LOSS.value,
-        Metric.TEST_ACCURACY.value,
-    )
+    metric_names = (*CifarTrainingEvaluator.metric_names, Metric.TEST_ACCURACY.value)
 
     def __init__(
         self,

@@ -18,8 +18,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nas_env.threads import torch_threads
 from nas_env.training.recipes import Fidelity, bf16_is_fast
 
 CACHE_ENV_VAR = "NAS_ENV_CACHE"
@@ -84,16 +84,6 @@ class Calibration:
         return min(values), float(np.mean(values)), max(values)
 
 
-@contextmanager
-def _threads(num_threads: int) -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def calibration_key(
     fidelity: Fidelity, device: torch.device | str, threads: int, space: str, precisions: Sequence[str]
 ) -> str:
@@ -140,7 +130,7 @@ def calibrate(
     from nas_env.training.cifar import measure_seconds_per_child
 
     seconds: dict[str, list[float]] = {}
-    with _threads(threads):
+    with torch_threads(threads):
         for precision in precisions:
             recipe = fidelity.replace(precision=precision)
             seconds[precision] = []
