@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas_env.builders.rnn_cell import build_language_model
+from nas_env.builders.language_model import build_language_model
 from nas_env.data.ptb import load_ptb
 from nas_env.evaluators.ptb import PtbTrainingEvaluator
 from nas_env.search_spaces.rnn_cell import NASCELL, TANH_RNN, RnnCellSearchSpace

@@ -182,11 +182,12 @@ def test_ptb_reference_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap
     """The reference path on tiny data: the long reference replaced by a 2-epoch smoke recipe, two
     reference seeds; each preset seed and the seeds' mean get a tau against it."""
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import _fidelity_ptb
     import bench_fidelity
 
     from nas_env.training.ptb import PTB_FIDELITIES
 
-    monkeypatch.setattr(bench_fidelity, "PTB_REFERENCE", PTB_FIDELITIES["smoke"].replace(epochs=2))
+    monkeypatch.setattr(_fidelity_ptb, "PTB_REFERENCE", PTB_FIDELITIES["smoke"].replace(epochs=2))
     args = ["--space", "ptb", "--presets", "smoke", "--rnn-cells", "2", "--reference-seeds", "2"]
     bench_fidelity.main([*args, "--threads", "1", "--store", str(tmp_path / "ptb.sqlite")])
     out = capsys.readouterr().out

@@ -9,7 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nas_env.builders.rnn_cell import CompiledCell, build_language_model, count_parameters
+from nas_env.builders.language_model import build_language_model, count_parameters
+from nas_env.builders.rnn_cell import CompiledCell
 from nas_env.search_spaces.rnn_cell import NASCELL, TANH_RNN, RnnCellArchitecture, RnnCellSearchSpace
 
 ACT = {"identity": lambda v: v, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu}

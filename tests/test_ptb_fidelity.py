@@ -9,7 +9,7 @@ import pytest
 import torch
 from test_ptb_data import ptb_dir  # noqa: F401 - the real data root fixture
 
-from nas_env.builders.rnn_cell import build_language_model
+from nas_env.builders.language_model import build_language_model
 from nas_env.data.ptb import load_ptb
 from nas_env.search_spaces.rnn_cell import NASCELL
 from nas_env.training.ptb import PTB_FIDELITIES, PtbFidelity, evaluate_loss, train_language_model

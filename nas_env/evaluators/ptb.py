@@ -9,7 +9,7 @@ import traceback
 
 import torch
 
-from nas_env.builders.rnn_cell import build_language_model, count_parameters
+from nas_env.builders.language_model import build_language_model, count_parameters
 from nas_env.data.ptb import LEVELS, PtbCorpus, load_ptb
 from nas_env.errors import check_choice
 from nas_env.evaluators.base import Evaluator

@@ -165,7 +165,7 @@ class ZeroCostEvaluator(Evaluator):
 
             channels, cells = self.network
             return NB201Network(arch, channels=channels, cells_per_stage=cells)
-        from nas_env.builders.rnn_cell import build_language_model
+        from nas_env.builders.language_model import build_language_model
 
         hidden, layers = self.network
         return build_language_model(arch, self._vocab_size, hidden, layers)

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas_env.builders.rnn_cell import RnnLanguageModel
+from nas_env.builders.language_model import RnnLanguageModel
 from nas_env.data.ptb import PtbCorpus
 from nas_env.errors import check_choice
 from nas_env.training.recipes import Recipe, recipe_fingerprint
