@@ -11,7 +11,8 @@ class Metric(str, Enum):
     """Names of the metrics an evaluation can report (keys of ``EvalResult.metrics``)."""
 
     VAL_ACCURACY = "val_accuracy"
-    """Validation accuracy in [0, 1] used for the reward (CNN: max over the last 5 epochs)."""
+    """Validation accuracy in [0, 1] used for the reward (trained CNN: max over the recipe's last
+    ``reward_epochs`` epochs)."""
     FINAL_VAL_ACCURACY = "final_val_accuracy"
     """Validation accuracy after the last epoch."""
     TEST_ACCURACY = "test_accuracy"

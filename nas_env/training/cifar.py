@@ -168,8 +168,9 @@ def train_child(
 
     Images are average-pooled to ``fidelity.resolution`` first. The validation accuracy is
     measured after each of the last ``fidelity.reward_epochs`` epochs (the only ones the reward
-    uses; scoring earlier epochs would only cost time). ``precision="auto"`` is resolved for
-    ``device`` (:meth:`Fidelity.resolved`). The
+    uses; scoring earlier epochs would only cost time). A ``precision="auto"`` that reaches here
+    is resolved from the CPU's flags (:meth:`Fidelity.resolved`); evaluators pass a precision
+    already chosen by a timing. The
     order of minibatches, the augmentation and the weights (when built under the same seed) are
     all drawn from ``seed``, so the same seed gives the same report on the same machine.
 

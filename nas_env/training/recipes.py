@@ -3,7 +3,7 @@
 ``paper`` is the paper's recipe (section 4.1): 50 epochs on the full 45k split, SGD with Nesterov
 momentum 0.9, learning rate 0.1, weight decay 1e-4, random crop and horizontal flip, per-channel
 normalisation; the reward uses the maximum validation accuracy over the last 5 epochs. ``proxy``
-trains 10,000 images for 5 epochs at 16x16 (bf16 on CPUs with AMX or AVX512-BF16) and scores all
+trains 10,000 images for 5 epochs at 16x16 (in bf16 where a timing shows it faster) and scores all
 5,000 validation images: cheap enough for a search on a CPU, chosen for how well it ranks children
 against longer training. ``smoke`` only checks that everything runs. How each preset ranks and
 what it costs is measured by ``benchmarks/bench_fidelity.py`` and reported in ``docs/fidelity.md``.
@@ -95,10 +95,14 @@ class Fidelity(Recipe):
     """The accuracy is the maximum validation accuracy over this many last epochs (paper: 5; all
     epochs when there are fewer)."""
     precision: Precision = "fp32"
-    """``fp32``, ``bf16`` autocast, or ``auto``: bf16 where :func:`bf16_is_fast` (AMX CPUs), else fp32.
+    """``fp32``, ``bf16`` autocast, or ``auto``: whichever of the two trains faster here.
 
-    Evaluators resolve ``auto`` for their device (:meth:`resolved`), so cache keys name the
-    precision that really trained the child."""
+    An evaluator resolves ``auto`` when it is made, by timing a reference child in fp32 and in
+    bf16 on this machine and keeping the faster (cached per machine;
+    :func:`~nas_env.training.calibration.resolve_precision`): on some CPUs with bf16 instructions
+    bf16 is the slower, so the CPU's flags cannot decide. Where the device has no fast bf16
+    (:func:`bf16_is_fast` is false, or CUDA) it is fp32 without timing. The cache key therefore
+    names the precision that really trained the child."""
     resolution: int = 32
     """Input side in pixels: 32 (CIFAR-10's own), or 16 / 8 (images average-pooled once, crop
     padding scaled alike). Lower resolutions are a proxy lever: 4x fewer pixels, ~4x cheaper
@@ -124,7 +128,14 @@ class Fidelity(Recipe):
         return recipe_fingerprint({**asdict(self), "trainer_version": TRAINER_VERSION})
 
     def resolved(self, device: torch.device | str) -> Fidelity:
-        """This recipe with ``precision="auto"`` made concrete for ``device``."""
+        """This recipe with ``precision="auto"`` made concrete for ``device`` from the CPU's flags alone.
+
+        bf16 where :func:`bf16_is_fast`, else fp32, without timing anything. It is the fallback of
+        the training functions when they are called directly with ``auto``; evaluators resolve
+        ``auto`` by a measured timing first
+        (:func:`~nas_env.training.calibration.resolve_precision`), so their recipes reach the
+        trainer already concrete.
+        """
         if self.precision != "auto":
             return self
         return self.replace(precision="bf16" if bf16_is_fast(device) else "fp32")
@@ -141,7 +152,7 @@ SHORT_TRAINING = Fidelity(
     precision="auto",
 )
 """What the short recipes share: 10k training images, a cosine schedule over them, the last epoch's
-accuracy on all 5,000 validation images, bf16 where fast. The presets and the bench's long
+accuracy on all 5,000 validation images, ``precision="auto"``. The presets and the bench's long
 reference differ from it only in ``epochs`` and ``resolution``, each stated where it is defined,
 so reworking one preset leaves the others' measured recipes (and cache keys) alone."""
 
