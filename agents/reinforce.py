@@ -50,9 +50,9 @@ class ReinforceConfig:
     """Decay of the moving-average reward baseline b, applied once per architecture.
 
     The paper gives none. 0.99 per architecture averages over about the last 100 children (12
-    batches): long enough to smooth the noise of child training (about ±0.5% accuracy), short
-    enough to follow the reward as it climbs over the thousands of samples of a run; ENAS uses
-    the same value. The baseline starts at the first batch's mean reward.
+    batches): long enough to smooth the seed-to-seed noise of child training, short enough to
+    follow the reward as it climbs over the thousands of samples of a run; ENAS uses the same
+    value. The baseline starts at the first batch's mean reward.
     """
     entropy_weight: float = 0.0
     """Weight of an entropy bonus on the sampled sequences (not in the paper: 0)."""
@@ -163,7 +163,11 @@ class Controller(nn.Module):
         return tokens.tolist()
 
     def _step(self, x: torch.Tensor, state: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        """One LSTM step for the whole batch with ``self.lstm``'s weights (3x faster than calling it)."""
+        """One LSTM step for the whole batch with ``self.lstm``'s weights.
+
+        ``torch.lstm_cell`` on the weights skips ``nn.LSTM``'s per-call checks and weight packing,
+        which dominate a one-step call on a 35-unit network (``docs/agents.md`` has the figure).
+        """
         for layer in range(self.lstm.num_layers):
             h, c = torch.lstm_cell(
                 x,

@@ -28,8 +28,8 @@ processes, the cores divided between them. CIFAR-10 and Penn Treebank are read f
 The load average is printed at the start and end, since timings on a shared machine depend on it.
 
 Run: ``NAS_ENV_DATA=../shared/data python benchmarks/bench_fidelity.py --workers 2`` (both spaces,
-presets smoke and proxy and the long reference: about 2 hours on 2 CPU cores the first time;
-``--space``, ``--presets`` and ``--no-reference`` narrow it).
+presets smoke and proxy and the long reference: hours on 2 CPU cores the first time, see
+docs/fidelity.md; ``--space``, ``--presets`` and ``--no-reference`` narrow it).
 """
 
 from __future__ import annotations
@@ -63,11 +63,9 @@ TARGET = "cifar10_test_acc_200ep"
 SIGNAL = "cifar10_valid_acc_12ep"
 CNN_REFERENCE = SHORT_TRAINING.replace(epochs=10, resolution=32)
 """The CNN reference: 10k images x 10 epochs at full 32x32 resolution, cosine schedule, scored on
-all 5,000 validation images, bf16 where fast: ~9 min per child on one CPU core. Built on
-:data:`SHORT_TRAINING`, not on ``proxy``, so reworking the proxy leaves the reference (and its cache
-key) alone. On a GPU this length ranked 12 random children with seed-to-seed tau 0.82, and
-0.85-0.91 against 30 epochs (issue 10), so it stands in for long training at a cost a CPU session
-can pay."""
+all 5,000 validation images. Built on :data:`SHORT_TRAINING`, not on ``proxy``, so reworking the
+proxy leaves the reference (and its cache key) alone. Long enough to rank children as longer
+training does, short enough for a CPU session to pay (its tau and cost: docs/fidelity.md)."""
 REFERENCE_LABEL = "10k x 10 epochs, 32x32"
 
 

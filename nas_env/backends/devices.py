@@ -26,8 +26,8 @@ DeviceSpec = str | torch.device
 MAX_DEFAULT_CHILDREN = 8
 """The most children per GPU the default gives (``benchmarks/bench_gpu.py`` measures 1 to 8)."""
 DEFAULT_CHILD_MEMORY_GB = 6.0
-"""Device memory the default allows each child: a 15-layer child at batch 128 needs ~3 GB of
-activations, plus the CUDA context and CIFAR-10 on the device."""
+"""Device memory the default allows each child: the activations of a 15-layer child at batch 128
+with room to spare, plus the CUDA context and CIFAR-10 on the device (``docs/parallel.md``)."""
 
 
 def allowed_devices(device_type: str) -> list[str]:

@@ -38,8 +38,8 @@ CellState = tuple[torch.Tensor, torch.Tensor]
 def _tanh(x: torch.Tensor) -> torch.Tensor:
     """``tanh`` as ``2 sigmoid(2x) - 1``: equal up to rounding, and faster on large tensors.
 
-    On the AVX-512 CPU build we measured, ``torch.tanh`` takes ~6x as long as ``torch.sigmoid``
-    (42 vs 8 us on 16k floats); small tensors, where the extra ops' overhead dominates, use it.
+    On AVX-512 CPU builds ``torch.tanh`` is several times slower than ``torch.sigmoid``
+    (``docs/ptb.md`` has the figure); small tensors, where the extra ops' overhead dominates, use it.
     """
     if x.numel() < 4096:
         return torch.tanh(x)

@@ -28,9 +28,10 @@ NUM_TEST_IMAGES = 10_000
 NB201_NETWORKS: dict[str, tuple[int, int]] = {"proxy": (16, 1), "smoke": (8, 1)}
 """``(channels, cells_per_stage)`` of the reduced networks the cheap presets train.
 
-NB201's own network (16 channels, 5 cells per stage) costs ~196 s per cell at the old proxy on 2
-CPU cores; one cell per stage keeps the cell's operations and the 3-stage skeleton at ~1/4 of
-the cost. ``paper`` (and any ``Fidelity`` passed in) trains NB201's full network."""
+NB201's own network (16 channels, 5 cells per stage) is too costly per cell for a CPU search; one
+cell per stage keeps the cell's operations and the 3-stage skeleton at a fraction of the cost
+(figures in ``docs/fidelity.md``). ``paper`` (and any ``Fidelity`` passed in) trains NB201's full
+network."""
 
 
 class NB201TrainingEvaluator(CifarTrainingEvaluator):

@@ -6,12 +6,12 @@ Fidelity presets, like the CNN ones (:mod:`nas_env.training.recipes`):
   split, sized like the "medium" baseline of Zaremba et al. 2014 (650 units; a base-8 cell then
   has about the medium LSTM's 20M parameters), and Zaremba's medium training: SGD with learning
   rate 1 decayed by 1.2 per epoch after epoch 6, gradient norm clipped at 5, dropout 0.5, weights
-  in U(-0.05, 0.05), batch 20, 35 unrolled steps. Hours per child on a GPU.
+  in U(-0.05, 0.05), batch 20, 35 unrolled steps. Meant for a GPU.
 - ``proxy`` (default of the envs): a small (64-unit) model trained on a fixed prefix of the
   training split with Adam and a cosine learning-rate decay, its softmax bias started at the
   unigram frequencies, scored on a prefix of the validation split. Chosen by how well it ranks
-  cells against a longer training (``benchmarks/bench_fidelity.py --space ptb``; figures in
-  docs/ptb.md), at well under a minute per base-8 child on 2 CPU cores.
+  cells against a longer training at a cost a CPU search can pay
+  (``benchmarks/bench_fidelity.py --space ptb``; ranking and cost in docs/ptb.md).
 - ``smoke``: seconds; only checks that everything runs.
 
 Minibatches are contiguous streams (no shuffling); the only randomness is the weights and the
@@ -117,9 +117,10 @@ class PtbFidelity(Recipe):
 
 PTB_FIDELITIES: dict[str, PtbFidelity] = {
     "paper": PtbFidelity(),
-    # Measured by benchmarks/bench_fidelity.py --space ptb (docs/ptb.md): ranks cells by validation
+    # Chosen with benchmarks/bench_fidelity.py --space ptb (docs/ptb.md): ranks cells by validation
     # perplexity after 200k tokens. The unigram bias and Adam at 1e-2 skip the unigram plateau that
-    # held every cell near 750 perplexity after 160k tokens at 3e-3; 64 units halve the softmax cost.
+    # held every cell of the first proxy at the unigram model's perplexity; 64 units halve the
+    # softmax cost of 128.
     "proxy": PtbFidelity(
         hidden_size=64,
         epochs=1,
