@@ -53,7 +53,7 @@ from nas_env.evaluators.nb201_synthetic import write_synthetic_table
 from nas_env.evaluators.nb201_training import NB201TrainingEvaluator
 from nas_env.evaluators.tabular import load_nb201_table
 from nas_env.ranking import kendall_tau
-from nas_env.search_spaces.cnn import CnnSearchSpace
+from nas_env.search_spaces.cnn import CnnArchitecture, CnnSearchSpace
 from nas_env.search_spaces.nb201 import NUM_CELLS, NB201Architecture
 from nas_env.store import ResultsStore
 from nas_env.training.ptb import PTB_FIDELITIES
@@ -88,11 +88,16 @@ def nb201_evaluator(spec: str, args: argparse.Namespace) -> NB201TrainingEvaluat
     return make(NB201_FIDELITIES[name].replace(**overrides), **net)
 
 
-def cnn_section(trainer: Trainer, presets: list[str], args: argparse.Namespace) -> list[str]:
-    """Seed-to-seed tau and tau against the long reference for random 6-layer CNN children."""
+def cnn_sample(args: argparse.Namespace) -> list[CnnArchitecture]:
+    """``--children`` random 6-layer children of the CNN space, drawn with NumPy seed ``--seed``."""
     space = CnnSearchSpace(num_layers=6)
     rng = np.random.default_rng(args.seed)
-    archs = [space.decode(space.sample(rng)) for _ in range(args.children)]
+    return [space.decode(space.sample(rng)) for _ in range(args.children)]
+
+
+def cnn_section(trainer: Trainer, presets: list[str], args: argparse.Namespace) -> list[str]:
+    """Seed-to-seed tau and tau against the long reference for random 6-layer CNN children."""
+    archs = cnn_sample(args)
     make = lambda f: CifarTrainingEvaluator(f, data_dir=args.data_dir, device=args.device)  # noqa: E731
     lines = [f"CNN space: {args.children} random 6-layer children (CnnSearchSpace sample, seed {args.seed})"]
     runs_by_preset = {

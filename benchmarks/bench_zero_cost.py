@@ -26,6 +26,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from _fidelity_ptb import ptb_sample
+from _fidelity_runs import arch_name
+from bench_fidelity import cnn_sample
 
 from nas_env import zero_cost as zc
 from nas_env.evaluators.tabular import find_nb201_table, load_nb201_table
@@ -103,11 +106,6 @@ def score_all(
     return {m: np.array([r[f"zc_{m}"] for r in rows], dtype=float) for m in evaluator.members}
 
 
-def arch_name(arch: Any) -> str:
-    """The store's key of an architecture (``"lstm"`` is its own name)."""
-    return arch if isinstance(arch, str) else str(arch.to_str())
-
-
 def time_scores(evaluator: ZeroCostEvaluator, archs: Sequence[Any], names: Sequence[str]) -> dict[str, float]:
     """Seconds per child of each score alone (build, minibatch already in memory, score)."""
     x, y = evaluator.minibatch
@@ -168,11 +166,8 @@ def nb201_section(args: argparse.Namespace, store: ResultsStore) -> list[str]:
 def cnn_section(args: argparse.Namespace, store: ResultsStore) -> list[str]:
     """Every score of bench_fidelity's random 6-layer children, and tau against their stored proxy."""
     from nas_env.evaluators.cifar import CifarTrainingEvaluator
-    from nas_env.search_spaces.cnn import CnnSearchSpace
 
-    space = CnnSearchSpace(num_layers=6)
-    rng = np.random.default_rng(args.seed)
-    archs = [space.decode(space.sample(rng)) for _ in range(args.children)]
+    archs = cnn_sample(args)  # bench_fidelity's sample: its store holds their proxy rewards
     evaluator = ZeroCostEvaluator(
         "cnn", "params", args.batch_size, data_dir=args.data_dir, extra_scores=tuple(args.scores)
     )
@@ -198,13 +193,9 @@ def cnn_section(args: argparse.Namespace, store: ResultsStore) -> list[str]:
 def ptb_section(args: argparse.Namespace, store: ResultsStore) -> list[str]:
     """PTB's scores of bench_fidelity's PTB sample, and tau against its stored proxy perplexities."""
     from nas_env.evaluators.ptb import PtbTrainingEvaluator
-    from nas_env.search_spaces.rnn_cell import NASCELL, TANH_RNN, RnnCellSearchSpace
     from nas_env.training.ptb import PTB_FIDELITIES
 
-    space = RnnCellSearchSpace(base=8)
-    rng = np.random.default_rng(args.seed)
-    randoms = [space.decode(space.sample(rng)) for _ in range(args.rnn_cells)]
-    archs: list[Any] = ["lstm", NASCELL, TANH_RNN, *randoms]  # bench_fidelity's ptb_sample
+    archs = [arch for _, arch in ptb_sample(args)]  # bench_fidelity's sample: its store holds their proxies
     evaluator = ZeroCostEvaluator("ptb", "params", args.batch_size, data_dir=args.data_dir, extra_scores=PTB)
     values = score_all(evaluator, store, archs, args.weight_seed, "ptb")
     timed = time_scores(evaluator, archs, list(values))

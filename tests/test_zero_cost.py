@@ -317,10 +317,11 @@ def test_screen_bad_settings_are_one_line_errors(data_dir: Path) -> None:
 
 
 def test_bench_zero_cost_prints_taus_and_resumes_from_its_store(
-    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import importlib.util
 
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))  # its siblings
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_zero_cost.py"
     spec = importlib.util.spec_from_file_location("bench_zero_cost", path)
     assert spec is not None and spec.loader is not None
