@@ -1,11 +1,20 @@
-"""The evaluator interface."""
+"""The evaluator interface, and the one rule every evaluator resolves its ``device`` by."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from typing import Any
 
+import torch
+
 from nas_env.records import EvalResult
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` means CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
 
 
 class Evaluator(ABC):

@@ -15,7 +15,7 @@ from torch import nn
 
 from nas_env.builders.cnn import build_cnn, count_parameters
 from nas_env.data.cifar import SPLIT_SEED, CifarSplits, load_cifar10
-from nas_env.evaluators.base import Evaluator
+from nas_env.evaluators.base import Evaluator, resolve_device
 from nas_env.records import EvalResult, Metric
 from nas_env.search_spaces.cnn import CnnArchitecture
 from nas_env.training.calibration import resolve_precision
@@ -27,13 +27,6 @@ SLOW_CHILD_S = 600.0
 HEAVY_WORK = 200_000
 """Full-resolution training images seen per child above which the estimate is measured (the
 ``proxy`` preset sees the equivalent of 7,500, ``paper`` 2,250,000)."""
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` means CUDA when available, else CPU; anything else is passed to ``torch.device``."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class CifarTrainingEvaluator(Evaluator):

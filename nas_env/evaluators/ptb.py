@@ -12,8 +12,7 @@ import torch
 from nas_env.builders.language_model import build_language_model, count_parameters
 from nas_env.data.ptb import LEVELS, PtbCorpus, load_ptb
 from nas_env.errors import check_choice
-from nas_env.evaluators.base import Evaluator
-from nas_env.evaluators.cifar import resolve_device
+from nas_env.evaluators.base import Evaluator, resolve_device
 from nas_env.records import EvalResult, Metric
 from nas_env.search_spaces.rnn_cell import RnnCellArchitecture
 from nas_env.training.ptb import PtbFidelity, get_ptb_fidelity, train_language_model

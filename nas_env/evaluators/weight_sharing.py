@@ -27,8 +27,7 @@ import numpy as np
 import torch
 
 from nas_env.data.cifar import SPLIT_SEED, load_cifar10
-from nas_env.evaluators.base import Evaluator
-from nas_env.evaluators.cifar import resolve_device
+from nas_env.evaluators.base import Evaluator, resolve_device
 from nas_env.records import EvalResult, Metric
 from nas_env.search_spaces.cnn import CnnArchitecture, CnnSearchSpace
 from nas_env.training.weight_sharing import SharedRecipe, SharedWeightTrainer

@@ -20,8 +20,7 @@ from torch import nn
 
 from nas_env import zero_cost as zc
 from nas_env.errors import check_choice, check_range
-from nas_env.evaluators.base import Evaluator
-from nas_env.evaluators.cifar import resolve_device
+from nas_env.evaluators.base import Evaluator, resolve_device
 from nas_env.records import EvalResult
 
 SPACES = ("cnn", "nb201", "ptb")
