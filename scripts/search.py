@@ -30,7 +30,7 @@ from typing import Any
 import gymnasium as gym
 
 from agents.base import AGENT_NAMES, SearchAgent, make_agent
-from nas_env.errors import NASEnvError, check_choice
+from nas_env.errors import DatasetError, NASEnvError, check_choice
 from scripts._cli import (
     TIME_BUDGET_CAP,
     OneLineParser,
@@ -168,10 +168,18 @@ def make_env(config: SearchConfig) -> tuple[gym.Env[Any, Any], dict[str, Any]]:
 
 
 def build(config: SearchConfig) -> tuple[gym.Env[Any, Any], dict[str, Any], SearchAgent]:
-    """Env and agent from the configuration, or a :class:`UsageError` for a bad setting."""
+    """Env and agent from the configuration.
+
+    Raises:
+        UsageError: A bad setting.
+        DatasetError: Missing data (found when the env is made or first reset).
+    """
     env, env_kwargs = make_env(config)
     try:
         agent = make_search_agent(config, env)
+    except DatasetError:  # the agent's first reset looks for the dataset
+        env.close()
+        raise
     except (TypeError, ValueError, NASEnvError) as exc:
         env.close()
         raise UsageError(f"--agent {config.agent} --agent-kwargs {config.agent_kwargs}: {exc}") from exc
@@ -230,6 +238,18 @@ def workers_of(config: SearchConfig, env: gym.Env[Any, Any]) -> int:
     return int(getattr(backend, "num_workers", 1) or 1)
 
 
+def discard_rejected(out: Path) -> None:
+    """Remove the results store that making the env left in a new run directory, then the folder if empty.
+
+    So that the same command can run again once the problem is fixed (a folder holding a store
+    counts as a run).
+    """
+    for path in out.glob(f"{STORE}*") if out.is_dir() else ():
+        path.unlink(missing_ok=True)
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``nas-search``; returns the exit status (2 for a bad command line).
 
@@ -256,18 +276,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None, started: list[Path]) -> int:
-    created: Path | None = None
+    new_run: Path | None = None  # set while a new run's env is made: a failure leaves no trace
     try:  # every check of the command line happens here, before any evaluation
         config = resolve_config(argv)
         out = Path(config.out or ".")
-        created = None if out.exists() else out
+        new_run = None if config.resume else out
         env, env_kwargs, agent = build(config)
     except (UsageError, ValueError, NASEnvError) as exc:
-        if created is not None and created.is_dir() and not any(created.iterdir()):
-            created.rmdir()  # the env's results store made it; leave no trace of a rejected run
+        if new_run is not None:
+            discard_rejected(new_run)
         print(f"nas-search: error: {exc}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(exc, DatasetError) else 2
     except KeyboardInterrupt:
+        if new_run is not None:
+            discard_rejected(new_run)
         print("nas-search: interrupted before the first child; nothing to keep", file=sys.stderr)
         return 130
     out.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from torch import nn
 
 from nas_env.architecture import CnnArchitecture
 from nas_env.builders.cnn import build_cnn, count_parameters
-from nas_env.data.cifar import SPLIT_SEED, CifarSplits, load_cifar10
+from nas_env.data.cifar import SPLIT_SEED, CifarSplits, find_cifar10, load_cifar10
 from nas_env.evaluators.base import Evaluator
 from nas_env.training.calibration import resolve_precision
 from nas_env.training.cifar import CUDA_TUNING, CudaTuning, measure_seconds_per_child, train_child
@@ -118,6 +118,10 @@ class CifarTrainingEvaluator(Evaluator):
     def load_data(self, with_test: bool = False) -> None:
         """Load (and if needed download) CIFAR-10 now, so that a missing dataset fails early."""
         self._data(with_test)
+
+    def check_data(self) -> None:
+        """Find CIFAR-10, downloading it when allowed, without loading it (``DatasetError`` if absent)."""
+        find_cifar10(self.data_dir, download_missing=self.download)
 
     def _data(self, with_test: bool) -> CifarSplits:
         return load_cifar10(self.data_dir, with_test=with_test, download_missing=self.download)
