@@ -308,11 +308,11 @@ def _main(argv: Sequence[str] | None, started: list[Path]) -> int:
         started.append(out)
         plan = Plan.of(env, config.env, dict(config.env_kwargs), config.agent, workers_of(config, env))
         print("\n".join(plan.head(budget, len(agent.history))), flush=True)
-        load_data = getattr(getattr(evaluation_of(env), "evaluator", None), "load_data", None)
-        if load_data is not None:  # a missing dataset fails here, before any child, as one line
-            load_data()
-        plan.measure()
+        plan.measure()  # random inputs: no data needed, so the ETA comes before the data loads
         print("\n".join(plan.timing(budget, len(agent.history), config.time_budget)), flush=True)
+        load_data = getattr(getattr(evaluation_of(env), "evaluator", None), "load_data", None)
+        if load_data is not None:  # a corrupt dataset fails here, before any child, as one line
+            load_data()
     except (KeyboardInterrupt, NASEnvError) as exc:
         agent.close()
         env.close()
