@@ -96,7 +96,7 @@ def _timer(plan: Plan, evaluator: Any, space: Any) -> Callable[[], Calibration] 
     archs = reference_archs(space)
     if isinstance(recipe, Fidelity) and hasattr(evaluator, "build_model"):
         builders: list[Callable[[], Any]] = [functools.partial(evaluator.build_model, a) for a in archs]
-        plan.timed = f"{cal.TIMED_IMAGES} random images"
+        plan.timed = f"{cal.timed_images(recipe)} random images"
         measure: cal.Measure = cal.time_cnn_child
     elif isinstance(recipe, PtbFidelity) and getattr(evaluator, "level", "word") == "word":
         from nas_env.builders.rnn_cell import build_language_model
@@ -241,8 +241,8 @@ class Plan:
         if self.calibration is not None and eta is not None:
             c = self.calibration
             low, mean, high = c.per_child(self.precision)
-            how = f"{self.workers} workers x {self.threads} thread" if self.workers > 1 else ""
-            how = how or f"1 process, {self.threads} torch thread{'s' if self.threads > 1 else ''}"
+            threads = f"{self.threads} thread{'s' if self.threads > 1 else ''}"
+            how = f"{self.workers} workers x {threads}" if self.workers > 1 else f"1 process, {threads}"
             when = (
                 f"timed now in {self.measure_seconds:.1f} s"
                 if not c.cached
@@ -255,7 +255,8 @@ class Plan:
                 f"    (estimated from 1-{cal.TIMED_STEPS} training steps of {self.timed} per child after a "
                 f"warm-up step, scaled to the recipe's steps; {when})",
             ]
-            finish = time.strftime("%H:%M", time.localtime(time.time() + eta))
+            when_done = "%H:%M" if eta < 20 * 3600 else "%a %d %b %H:%M"
+            finish = time.strftime(when_done, time.localtime(time.time() + eta))
             out.append(
                 f"  ETA: {duration(eta)} for {budget - done} children (around {finish}) at that mean; "
                 "real children vary, and the bar's s/child follows them"

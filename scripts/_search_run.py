@@ -303,14 +303,16 @@ def first_child_note(plan: Plan, budget: int, done: int) -> Callable[[Evaluation
         if state["said"] or evaluation.info.get("cached"):
             return
         state["said"] = True
-        seconds = time.perf_counter() - start
+        wall = time.perf_counter() - start
+        seconds = evaluation.info.get("train_seconds")
+        seconds = seconds if isinstance(seconds, float) and seconds > 0 else wall
         assert plan.calibration is not None
         mean = plan.calibration.per_child(plan.precision)[1]
         left = budget - done - 1
         eta = seconds * left / plan.workers
         line = (
-            f"  first child trained in {duration(seconds)} (the plan's mean: {duration(mean)}); "
-            f"ETA at that pace: {duration(eta)} for {left} children"
+            f"  first child trained in {duration(seconds)} (the plan's mean: {duration(mean)}), "
+            f"{duration(wall)} after the search started; ETA at its pace: {duration(eta)} for {left} children"
         )
         from tqdm.auto import tqdm
 

@@ -19,6 +19,7 @@ to continue); ``--time-budget SECONDS`` stops it at a wall-clock deadline.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import sys
@@ -86,8 +87,10 @@ class SearchConfig:
     """Architectures listed in best.json."""
     progress: bool = True
     """Show a progress bar."""
-    backend: str = "local"
-    """Where children train: local, pool (worker processes) or ray (a Ray cluster; RAY_ADDRESS joins one)."""
+    backend: str = "auto"
+    """Where children train: local (this process), pool (worker processes), ray (a Ray cluster;
+    RAY_ADDRESS joins one), or auto: pool with one single-thread worker per core (at most one per
+    child of a batch) for --agent reinforce when children train on a multi-core CPU, else local."""
     replicas: int = 1
     """K controller replicas pushing gradients asynchronously, as Ray actors (--agent reinforce)."""
     shards: int = 1
@@ -115,7 +118,7 @@ class SearchConfig:
             raise UsageError(f"--time-budget {self.time_budget} must be a positive number of seconds")
         if self.checkpoint_every < 1 or self.top_k < 1:
             raise UsageError("--checkpoint-every and --top-k must be at least 1")
-        check_choice("--backend", self.backend, ("local", "pool", "ray"))
+        check_choice("--backend", self.backend, ("auto", "local", "pool", "ray"))
         if self.replicas < 1 or self.shards < 1 or (self.children_per_replica or 1) < 1:
             raise UsageError("--replicas, --shards and --children-per-replica must be at least 1")
 
@@ -167,14 +170,15 @@ def make_env(config: SearchConfig) -> tuple[gym.Env[Any, Any], dict[str, Any]]:
     return make_cli_env(config.env, kwargs), kwargs
 
 
-def build(config: SearchConfig) -> tuple[gym.Env[Any, Any], dict[str, Any], SearchAgent]:
-    """Env and agent from the configuration.
+def build(config: SearchConfig) -> tuple[SearchConfig, gym.Env[Any, Any], dict[str, Any], SearchAgent]:
+    """Env and agent from the configuration, and the configuration with ``--backend auto`` resolved.
 
     Raises:
         UsageError: A bad setting.
         DatasetError: Missing data (found when the env is made or first reset).
     """
     env, env_kwargs = make_env(config)
+    config = resolve_backend(config, env)
     try:
         agent = make_search_agent(config, env)
     except DatasetError:  # the agent's first reset looks for the dataset
@@ -183,7 +187,39 @@ def build(config: SearchConfig) -> tuple[gym.Env[Any, Any], dict[str, Any], Sear
     except (TypeError, ValueError, NASEnvError) as exc:
         env.close()
         raise UsageError(f"--agent {config.agent} --agent-kwargs {config.agent_kwargs}: {exc}") from exc
-    return env, env_kwargs, agent
+    return config, env, env_kwargs, agent
+
+
+def resolve_backend(config: SearchConfig, env: gym.Env[Any, Any]) -> SearchConfig:
+    """``--backend auto`` made concrete (and saved so, so that ``--resume`` runs the same way).
+
+    ``pool`` for the paper's controller (one replica, one shard, no ``--promote``) when its
+    children train (a recipe, not a table or a zero-cost score) on a CPU with several cores: one
+    single-thread worker per core trains the children of a batch side by side, the set-up measured
+    fastest on 2-core CPUs (docs/parallel.md), with the same architectures and rewards for a seed.
+    ``local`` otherwise: table and zero-cost rewards cost too little to ship to workers, and the
+    other agents evaluate one child at a time.
+    """
+    if config.backend != "auto":
+        return config
+    from nas_env.backends.threads import available_cpus
+    from nas_env.training.ptb import PtbFidelity
+    from nas_env.training.recipes import Fidelity
+
+    evaluator = getattr(evaluation_of(env), "evaluator", None)
+    trains = isinstance(getattr(evaluator, "fidelity", None), Fidelity | PtbFidelity)
+    on_cpu = str(getattr(evaluator, "device", "cpu")).startswith("cpu")
+    controller = (config.agent, config.promote, config.replicas, config.shards) == ("reinforce", "", 1, 1)
+    pool = trains and on_cpu and controller and available_cpus() > 1
+    return dataclasses.replace(config, backend="pool" if pool else "local")
+
+
+def batch_of(config: SearchConfig) -> int:
+    """m, the children the paper's controller samples per update (``--children-per-replica``)."""
+    from agents.reinforce import ReinforceConfig
+
+    default = config.agent_kwargs.get("batch_size", ReinforceConfig.batch_size)
+    return int(config.children_per_replica or default)
 
 
 def make_search_agent(config: SearchConfig, env: gym.Env[Any, Any]) -> SearchAgent:
@@ -223,6 +259,8 @@ def make_search_agent(config: SearchConfig, env: gym.Env[Any, Any]) -> SearchAge
         kwargs["batch_size"] = config.children_per_replica
     if config.backend != "local":
         kwargs.setdefault("child_backend", config.backend)
+    if config.backend == "pool":  # a worker per core, no more than a batch keeps busy
+        kwargs.setdefault("child_backend_kwargs", {"num_workers": workers_of(config, env)})
     return DistributedReinforceAgent(
         env, config.seed, replicas=config.replicas, shards=config.shards, **kwargs
     )
@@ -233,7 +271,7 @@ def workers_of(config: SearchConfig, env: gym.Env[Any, Any]) -> int:
     if config.backend == "pool" and config.agent == "reinforce":
         from nas_env.backends.threads import available_cpus
 
-        return available_cpus()
+        return min(available_cpus(), batch_of(config))
     backend = getattr(evaluation_of(env), "backend", None)
     return int(getattr(backend, "num_workers", 1) or 1)
 
@@ -281,7 +319,7 @@ def _main(argv: Sequence[str] | None, started: list[Path]) -> int:
         config = resolve_config(argv)
         out = Path(config.out or ".")
         new_run = None if config.resume else out
-        env, env_kwargs, agent = build(config)
+        config, env, env_kwargs, agent = build(config)
     except (UsageError, ValueError, NASEnvError) as exc:
         if new_run is not None:
             discard_rejected(new_run)

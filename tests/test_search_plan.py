@@ -11,6 +11,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import pytest
+from search_runs import read_csv
 
 from nas_env.training import calibration
 from scripts import search
@@ -61,7 +62,7 @@ def test_nb201_trained_search_states_its_recipe(tmp_path, capsys) -> None:
     lines = plan_lines(printed)
     assert lines["fidelity:"] == "fidelity: smoke (128 images x 1 epoch at 32x32), cpu, fp32"
     assert "best validation accuracy (on 128 images) of the last 1 epoch(s)" in lines["reward:"]
-    assert "training steps of 16 random images per child" in printed and "ETA:" in lines
+    assert "training steps of 4 random images per child" in printed and "ETA:" in lines
     assert 0 <= best["top"][0]["accuracy_percent"] <= 100 and best["fidelity"] == "smoke"
 
 
@@ -81,3 +82,53 @@ def test_nb201_proxy_plan_times_its_reduced_network(data_dir) -> None:
     assert again.calibration == plan.calibration and again.calibration is not None
     assert again.calibration.cached and "cached in" in again.timing(10, 0, None)[1]
     env.close()
+
+
+@pytest.mark.parametrize(
+    ("env", "env_kwargs", "extra", "expected"),
+    [
+        ("NAS-CIFAR10-v0", {"fidelity": "smoke"}, [], "pool"),
+        ("NAS-PTB-v0", {"fidelity": "smoke"}, [], "pool"),
+        ("NAS-CIFAR10-v0", {"fidelity": "smoke"}, ["--agent", "random"], "local"),
+        ("NAS-CIFAR10-v0", {"fidelity": "smoke"}, ["--promote", "proxy"], "local"),
+        ("NAS-CIFAR10-v0", {"fidelity": "zero_cost"}, [], "local"),
+        ("NAS-CIFAR10-v0", {"weight_sharing": True}, [], "local"),
+        ("NAS-Bench-201-v0", {}, [], "local"),
+        ("NAS-CIFAR10-v0", {"fidelity": "smoke"}, ["--backend", "local"], "local"),
+    ],
+)
+def test_backend_auto_uses_the_pool_only_where_children_train(env, env_kwargs, extra, expected, tmp_path):
+    """``--backend auto``: worker processes for the controller's trained children on a multi-core
+    CPU; this process for table or zero-cost rewards, shared weights and the other agents."""
+    from nas_env.backends.threads import available_cpus
+
+    if expected == "pool" and available_cpus() < 2:
+        pytest.skip("one core: auto keeps children in this process")
+    pairs = [f"{k}={v}" for k, v in env_kwargs.items()]
+    argv = ["--env", env, "--env-kwargs", *pairs, "--budget", "2", "--out", str(tmp_path / "r"), *extra]
+    config, made, _, agent = search.build(search.resolve_config(argv))
+    assert config.backend == expected
+    assert (type(agent).__name__ == "DistributedReinforceAgent") == (expected == "pool")
+    agent.close()
+    made.close()
+
+
+@pytest.mark.slow
+def test_the_default_search_trains_two_children_at_once_and_repeats_itself(tmp_path, capsys) -> None:
+    """The README's main command on a 2-core CPU: 2 workers x 1 thread; the same seed gives the same
+    architectures and rewards, in the same order, however the workers finish."""
+    from nas_env.backends.threads import available_cpus
+
+    if available_cpus() < 2:
+        pytest.skip("one core: auto keeps children in this process")
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        argv = ["--env-kwargs", "fidelity=smoke", "num_layers=2", "max_layers=2", "--agent-kwargs",
+                "batch_size=4", "--budget", "8", "--seed", "1", "--out", str(out),
+                "--no-progress"]  # fmt: skip
+        assert search.main(argv) == 0
+        assert f"{min(available_cpus(), 4)} workers x 1 thread" in capsys.readouterr().out
+        assert json.loads((out / "config.json").read_text())["search"]["backend"] == "pool"
+        runs.append([(r["index"], r["arch"], r["reward"]) for r in read_csv(out)])
+    assert runs[0] == runs[1] and len(runs[0]) == 8

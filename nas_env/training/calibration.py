@@ -45,9 +45,10 @@ TIMED_STEPS = 3
 TIME_BOX_S = 0.25
 """A reference child's timing stops after the first timed minibatch ending this long after its
 warm-up: a slow child costs two minibatches, a light one up to ``TIMED_STEPS + 1``."""
-TIMED_IMAGES = 16
-"""Images per timed CNN minibatch (time per image is nearly flat in the batch size here)."""
-METHOD = "steps<=3,box=0.25s,batch=16"
+TIMED_PIXELS = 16 * 16 * 16
+"""Pixels per timed CNN minibatch: 16 images at 16x16, 4 at 32x32 (time per image is nearly flat
+in the batch size at these sizes, so small minibatches time a child cheaply)."""
+METHOD = "steps<=3,box=0.25s,pixels=4096"
 """The timing method, part of the cache key (figures timed another way are timed again)."""
 Measure = Callable[[nn.Module, Any, torch.device | str], float]
 """Estimated seconds of one child: ``measure(model, recipe, device)``."""
@@ -122,11 +123,17 @@ def calibration_key(
     return " | ".join((*parts, ",".join(precisions), method))
 
 
+def timed_images(fidelity: Fidelity) -> int:
+    """Images per timed CNN minibatch at the recipe's resolution (:data:`TIMED_PIXELS`)."""
+    return max(2, TIMED_PIXELS // fidelity.resolution**2)
+
+
 def time_cnn_child(model: nn.Module, fidelity: Fidelity, device: torch.device | str) -> float:
-    """:data:`Measure` of a CNN child: :data:`TIMED_IMAGES` random images per timed step."""
+    """:data:`Measure` of a CNN child: :func:`timed_images` random images per timed step."""
     from nas_env.training.cifar import measure_seconds_per_child
 
-    return measure_seconds_per_child(model, fidelity, device, TIMED_STEPS, TIMED_IMAGES, TIME_BOX_S)
+    batch = timed_images(fidelity)
+    return measure_seconds_per_child(model, fidelity, device, TIMED_STEPS, batch, TIME_BOX_S)
 
 
 def time_language_model(model: nn.Module, fidelity: Any, device: torch.device | str) -> float:
