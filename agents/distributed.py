@@ -124,9 +124,16 @@ class ControllerReplica:
         self.generator = torch.Generator().manual_seed(int(sample_seed))
         self.baseline = EMABaseline(config.ema_decay)
         self._num_layers: int | None = None
-        if state is not None:
+        self._in_order = not dist.uses_ray
+        """Report children in sample order (the one in-process replica: a checkpoint then holds a
+        prefix of the batch, and a resumed run continues it exactly)."""
+        self._next_start = 0
+        if state is not None and "generator" in state:
             self.baseline.value = state["baseline"]
             self.generator.set_state(state["generator"])
+            self._next_start = int(state.get("next_start", 0))
+        self._skip = int((state or {}).get("skip", 0))
+        """Children of the first batch already in the history (a run resumed mid-batch)."""
 
     def run(self) -> int:
         """Sample, evaluate and push until the budget is spent; returns the gradients pushed."""
@@ -143,10 +150,21 @@ class ControllerReplica:
                 tokens = self.controller.sample(plan, granted, self.generator)
             rewards = [0.0] * granted
             archs = [self.env.space.decode(t) for t in tokens]
+            done: dict[int, tuple[str, float, dict[str, Any]]] = {}
+            reported = 0
             for i, reward, info in self.evaluation.evaluate_many(archs, self.seed):  # as they complete
                 rewards[i] = float(reward)
                 info = {**plain_info(info), "replica": self.index, "policy_version": pulled[0][0]}
-                self.coordinator.report.remote(self.index, info["arch"], float(reward), info)
+                done[i] = (info["arch"], float(reward), info)
+                if not self._in_order:  # Ray replicas: as they complete
+                    self.coordinator.report.remote(self.index, *done.pop(i))
+                while reported in done:  # in process: in sample order, past those already recorded
+                    report = done.pop(reported)
+                    if reported >= self._skip:
+                        self.coordinator.report.remote(self.index, *report)
+                    reported += 1
+            self._skip = 0
+            self._next_start = sampled_before + granted
             with torch_threads(1):
                 grads = self.gradient(plan, tokens, rewards)
             for shard, names in zip(self.shards, self.assignment, strict=True):
@@ -171,8 +189,12 @@ class ControllerReplica:
         return self.env.token_schedule()
 
     def state(self) -> dict[str, Any]:
-        """Baseline and sampling generator state."""
-        return {"baseline": self.baseline.value, "generator": self.generator.get_state()}
+        """Baseline, sampling generator state and the children sampled before the next batch."""
+        return {
+            "baseline": self.baseline.value,
+            "generator": self.generator.get_state(),
+            "next_start": self._next_start,
+        }
 
 
 # ---- the agent ------------------------------------------------------------------------------------------
@@ -278,6 +300,8 @@ class DistributedReinforceAgent(SearchAgent):
             shards = [InProcess(ParameterShard(*args)) for args in shard_args]
             coordinator = InProcess(Coordinator(claimed, sink=self._record))
             get = identity
+        for k, restored in self._saved["replicas"].items():  # kept by a checkpoint before their next update
+            coordinator.set_replica_state.remote(k, {n: v for n, v in restored.items() if n != "skip"})
         self._actors = SimpleNamespace(ray=ray, get=get, shards=shards, coordinator=coordinator, replicas=[])
         self._actors.replicas = [
             self._make_replica(k, shards, coordinator) for k in range(self.dist.replicas)
@@ -349,8 +373,11 @@ class DistributedReinforceAgent(SearchAgent):
         self.controller.load_state_dict(state["controller"])
         self._load_history(state["history"])
         # children claimed but never reported are not in the history: sample them again
-        self._saved = {
-            "optimizers": state["optimizers"],
-            "replicas": dict(state["replicas"]),
-            "num_sampled": len(self.history),
-        }
+        replicas, start = dict(state["replicas"]), len(self.history)
+        saved = replicas.get(0)
+        if not self.dist.uses_ray and (saved is None or "next_start" in saved):
+            # the in-process replica records in sample order: its batch is sampled again from the
+            # same generator state, and the children of it already in the history are not recorded twice
+            start = int((saved or {}).get("next_start", 0))
+            replicas[0] = {**(saved or {}), "skip": len(self.history) - start}
+        self._saved = {"optimizers": state["optimizers"], "replicas": replicas, "num_sampled": start}

@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 import gymnasium as gym
 from gymnasium.envs.registration import load_env_creator
 
-from nas_env.errors import NASEnvError, check_choice
+from nas_env.errors import DatasetError, NASEnvError, check_choice
 
 TIME_BUDGET_CAP = 10_000
 """Architectures a run with a ``--time-budget`` and no ``--budget`` may evaluate at most."""
@@ -165,10 +165,11 @@ def make_env(env: str, env_kwargs: dict[str, Any]) -> gym.Env[Any, Any]:
     """``gym.make`` for a command line: every problem becomes one :class:`UsageError` line.
 
     An unknown keyword is named as the bad key, with the allowed ones and a "did you mean"; a bad
-    value, or data that cannot be found or downloaded, keeps the env's own message.
+    value keeps the env's own message.
 
     Raises:
-        UsageError: A bad id, key or value, or missing data.
+        UsageError: A bad id, key or value.
+        DatasetError: Data that cannot be found (or downloaded), with the env's own message.
     """
     env_id, params = env_parameters(env)
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
@@ -179,6 +180,8 @@ def make_env(env: str, env_kwargs: dict[str, Any]) -> gym.Env[Any, Any]:
                 raise UsageError(str(exc)) from exc
     try:
         return gym.make(env_id, **env_kwargs)
+    except DatasetError:
+        raise  # not a usage error: the message says where the data was looked for and how to fix it
     except (TypeError, ValueError, NASEnvError) as exc:
         given = " ".join(f"{k}={v}" for k, v in env_kwargs.items())
         raise UsageError(f"--env {env} --env-kwargs {given}: {exc}") from exc

@@ -18,7 +18,9 @@ from typing import Any
 
 import gymnasium as gym
 
+from nas_env.training import calibration as cal
 from nas_env.training.calibration import Calibration, calibrate, cpu_model, reference_archs
+from nas_env.training.ptb import PTB_TRAIN_TOKENS, PTB_VALID_TOKENS, PtbFidelity
 from nas_env.training.recipes import Fidelity
 
 ACCURACY_KEYS = ("val_accuracy", "val_perplexity")
@@ -37,6 +39,7 @@ def reward_definition(env: gym.Env[Any, Any]) -> str:
     while isinstance(fn, functools.partial):
         fn = fn.func
     text = (inspect.getdoc(fn) or "").split("\n\n")[0].replace("\n", " ") if fn is not None else ""
+    text = text.replace("``", "")  # reStructuredText literals read as plain text on a terminal
     column = getattr(getattr(evaluation_of(env), "evaluator", None), "reward_metric", None)
     if column:
         text += f" The accuracy is the NB201 table's column {column} / 100 (looked up, not trained)."
@@ -56,6 +59,62 @@ def _fidelity_name(env_id: str, env_kwargs: dict[str, Any]) -> str | None:
     return None if default is None or default.default is None else str(default.default)
 
 
+def recipe_text(recipe: dict[str, Any]) -> str:
+    """What a recipe trains, in a few words (CIFAR: images x epochs; PTB: tokens x epochs, model)."""
+    r = recipe
+    epochs = f"{r.get('epochs')} epoch{'s' if r.get('epochs') != 1 else ''}"
+    if "train_images" in r:
+        return f"{r['train_images']:,} images x {epochs} at {r['resolution']}x{r['resolution']}"
+    if "train_tokens" in r:
+        tokens = f"{r['train_tokens']:,}" if r["train_tokens"] else f"all {PTB_TRAIN_TOKENS:,}"
+        return (
+            f"{tokens} training tokens x {epochs}, {r['num_layers']} layers x "
+            f"{r['hidden_size']} units, {r['batch_size']} streams x {r['bptt']} steps, {r['optimizer']}"
+        )
+    return ", ".join(f"{k}={v}" for k, v in list(r.items())[:4])
+
+
+def _reward_at_fidelity(recipe: dict[str, Any] | None) -> str:
+    """The sentence that says what the accuracy (or perplexity) is at this recipe, or ""."""
+    if recipe is None:
+        return ""
+    if "reward_epochs" in recipe and "valid_images" in recipe:
+        return (
+            f" At this fidelity the accuracy is the best validation accuracy (on "
+            f"{recipe['valid_images']:,} images) of the last {recipe['reward_epochs']} epoch(s)."
+        )
+    if "valid_tokens" in recipe:
+        tokens = min(recipe["valid_tokens"] or PTB_VALID_TOKENS, PTB_VALID_TOKENS)
+        return f" At this fidelity the perplexity is the last epoch's, on {tokens:,} validation tokens."
+    return ""
+
+
+def _timer(plan: Plan, evaluator: Any, space: Any) -> Callable[[], Calibration] | None:
+    """Times reference children of ``space`` at the evaluator's recipe (None: nothing trains)."""
+    recipe = getattr(evaluator, "fidelity", None)
+    device = plan.device or "cpu"
+    archs = reference_archs(space)
+    if isinstance(recipe, Fidelity) and hasattr(evaluator, "build_model"):
+        builders: list[Callable[[], Any]] = [functools.partial(evaluator.build_model, a) for a in archs]
+        plan.timed = f"{cal.timed_images(recipe)} random images"
+        measure: cal.Measure = cal.time_cnn_child
+    elif isinstance(recipe, PtbFidelity) and getattr(evaluator, "level", "word") == "word":
+        from nas_env.builders.language_model import build_language_model
+        from nas_env.data.ptb import WORD_VOCAB_SIZE
+
+        r = recipe
+        args = (WORD_VOCAB_SIZE, r.hidden_size, r.num_layers, r.dropout, r.init_scale)
+        builders = [functools.partial(build_language_model, a, *args) for a in archs]
+        plan.timed = f"{r.batch_size} streams x {r.bptt} random tokens"
+        measure = cal.time_language_model
+    else:
+        return None
+    precisions = (plan.precision,)
+    return functools.partial(
+        calibrate, recipe, builders, plan.space, device, plan.threads, precisions=precisions, measure=measure
+    )
+
+
 @dataclass
 class Plan:
     """The facts of a run that its outputs and its first lines state."""
@@ -73,6 +132,12 @@ class Plan:
     accuracy_key: str | None = None
     timer: Callable[[], Calibration] | None = field(default=None, repr=False)
     """Times the reference children (cached per machine); None when children are not trained."""
+    retrain_space: str | None = None
+    """``nas-retrain --space`` of this env's children (None: NB201's cells, looked up in its table)."""
+    timed: str = ""
+    """What one timed training step of a reference child holds, for the plan's words."""
+    measure_seconds: float = 0.0
+    """Seconds :meth:`measure` took (0 when the figures came from the cache)."""
 
     @classmethod
     def of(
@@ -91,27 +156,21 @@ class Plan:
         metrics = tuple(getattr(evaluator, "metric_names", ()))
         accuracy_key = next((k for k in ACCURACY_KEYS if k in metrics), None)
         threads = max(1, torch.get_num_threads() // workers)
-        reward = reward_definition(env)
-        if recipe is not None and "reward_epochs" in recipe and "valid_images" in recipe:
-            reward += (
-                f" At this fidelity the accuracy is the best validation accuracy (on "
-                f"{recipe['valid_images']:,} images) of the last {recipe['reward_epochs']} epoch(s)."
-            )
+        reward = reward_definition(env) + _reward_at_fidelity(recipe)
         plan = cls(env_id, agent, space, reward, fidelity, recipe, device, workers, threads)
         plan.accuracy_key = accuracy_key
-        build = getattr(evaluator, "build_model", None)
-        if isinstance(recipe_obj, Fidelity) and build is not None and hasattr(inner, "space"):
-            archs = reference_archs(inner.space)
-            builders = [functools.partial(build, arch) for arch in archs]
-            plan.timer = functools.partial(
-                calibrate, recipe_obj, builders, space, device or "cpu", threads, precisions=(plan.precision,)
-            )
+        ptb = "ptb" if getattr(inner, "level", "word") == "word" else "ptb-char"
+        plan.retrain_space = {"cnn": "cnn", "rnn-cell": ptb}.get(space)
+        if hasattr(inner, "space"):
+            plan.timer = _timer(plan, evaluator, inner.space)
         return plan
 
     def measure(self) -> None:
         """Time the reference children, unless this machine did before (seconds, then cached)."""
         if self.timer is not None and self.calibration is None:
+            start = time.perf_counter()
             self.calibration = self.timer()
+            self.measure_seconds = 0.0 if self.calibration.cached else time.perf_counter() - start
 
     def described(self) -> dict[str, Any]:
         """The plan as JSON fields (for ``config.json`` and ``best.json``)."""
@@ -165,11 +224,8 @@ class Plan:
         """The plan's first lines, printed at once: what runs, what the reward is, how children train."""
         fidelity = "none: looked up in a table, no training" if "table" in self.reward else "-"
         if self.recipe is not None:
-            r = self.recipe
-            fidelity = (
-                f"{self.fidelity or 'the default'} ({r['train_images']:,} images x {r['epochs']} epochs at "
-                f"{r['resolution']}x{r['resolution']}), {self.device}, {self.precision}"
-            )
+            name = self.fidelity or "the default"
+            fidelity = f"{name} ({recipe_text(self.recipe)}), {self.device}, {self.precision}"
         elif self.fidelity is not None:
             fidelity = f"{self.fidelity}, {self.device}"
         return [
@@ -183,29 +239,40 @@ class Plan:
         out = []
         eta = self.eta_seconds(budget - done)
         if self.calibration is not None and eta is not None:
-            low, mean, high = self.calibration.per_child(self.precision)
-            by = self.precision
-            how = (
-                f"{self.workers} workers x {self.threads} thread(s)"
-                if self.workers > 1
-                else (f"{self.threads} torch thread(s)")
+            c = self.calibration
+            low, mean, high = c.per_child(self.precision)
+            threads = f"{self.threads} thread{'s' if self.threads > 1 else ''}"
+            how = f"{self.workers} workers x {threads}" if self.workers > 1 else f"1 process, {threads}"
+            when = (
+                f"timed now in {self.measure_seconds:.1f} s"
+                if not c.cached
+                else f"timed {c.measured_at}, cached in {cal.cache_path()}"
             )
+            count = len(c.seconds[self.precision])
+            out += [
+                f"  time per child on this machine ({c.cpu}, {how}, {self.precision}): {duration(low)} to "
+                f"{duration(high)} over {count} random children of this space, mean {duration(mean)}",
+                f"    (estimated from 1-{cal.TIMED_STEPS} training steps of {self.timed} per child after a "
+                f"warm-up step, scaled to the recipe's steps; {when})",
+            ]
+            when_done = "%H:%M" if eta < 20 * 3600 else "%a %d %b %H:%M"
+            finish = time.strftime(when_done, time.localtime(time.time() + eta))
             out.append(
-                f"  time per child on this machine ({self.calibration.cpu}, {how}): {low:.0f}-{high:.0f} s "
-                f"on 3 reference children, mean {mean:.0f} s (precision {by}; timed "
-                f"{self.calibration.measured_at}, cached)"
+                f"  ETA: {duration(eta)} for {budget - done} children (around {finish}) at that mean; "
+                "real children vary, and the bar's s/child follows them"
             )
-            finish = time.strftime("%H:%M", time.localtime(time.time() + eta))
-            out.append(f"  ETA: {_duration(eta)} for {budget - done} children (around {finish})")
         else:
             out.append("  time per child: shown on the bar from the first child on")
         if time_budget is not None:
-            out.append(f"  stops after {_duration(time_budget)} of wall clock (--time-budget)")
+            out.append(f"  stops after {duration(time_budget)} of wall clock (--time-budget)")
         out.append("  Ctrl-C stops cleanly; --resume continues")
         return out
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """Seconds as a short reading: "4.2 s", "95 s", "12 min", "3.4 h"."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 2 * 3600:
@@ -213,4 +280,4 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-__all__ = ["Plan", "cpu_model", "reward_definition"]
+__all__ = ["Plan", "cpu_model", "duration", "reward_definition"]

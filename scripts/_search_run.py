@@ -22,7 +22,7 @@ import gymnasium as gym
 import nas_env
 from agents.base import Evaluation, SearchAgent
 from scripts._cli import git_commit
-from scripts._plan import Plan
+from scripts._plan import Plan, duration
 
 if TYPE_CHECKING:
     from scripts.search import SearchConfig
@@ -34,8 +34,6 @@ CONFIG, CHECKPOINT, CSV_FILE, BEST, STORE = (
     "best.json",
     "results.sqlite",
 )
-RETRAINABLE = ("cnn", "ptb", "ptb-char")
-"""Search spaces ``nas-retrain --space`` takes (NB201's cells are looked up in its table instead)."""
 
 
 class Stop(BaseException):
@@ -115,8 +113,8 @@ class RunWriter:
         At the search's fidelity and seed it gives the same validation accuracy, plus the test
         accuracy; ``--fidelity paper`` trains it with the paper's full recipe instead.
         """
-        space = self.plan.space
-        if space not in RETRAINABLE or self.plan.fidelity is None:
+        space = self.plan.retrain_space
+        if space is None or self.plan.fidelity is None:
             return None
         rung = evaluation.info.get("fidelity")  # successive halving: the rung's fidelity
         fidelity = rung if isinstance(rung, str) and rung != "base" else self.plan.fidelity
@@ -237,6 +235,7 @@ def run(
     out = Path(config.out or ".")
     writer = RunWriter(out, config, agent, plan)
     bar = progress_bar(config, agent, budget, plan)
+    first = first_child_note(plan, budget, len(agent.history))
     stopped, status = "budget", 0
     try:
         with stop_signals(config.time_budget):
@@ -244,6 +243,7 @@ def run(
             def on_evaluation(evaluation: Evaluation) -> None:
                 writer(evaluation)
                 bar(evaluation)
+                first(evaluation)
 
             try:
                 write_config(out, config, env_kwargs, agent, plan)
@@ -288,3 +288,34 @@ def progress_bar(
         bar.update(1)
 
     return update
+
+
+def first_child_note(plan: Plan, budget: int, done: int) -> Callable[[Evaluation], None]:
+    """A callback that prints the first trained child's wall seconds beside the plan's estimate, once.
+
+    The plan's figure came from a few timed steps of other children; the line adds the ETA at the
+    pace of this real one.
+    """
+    start = time.perf_counter()
+    state = {"said": plan.calibration is None}
+
+    def note(evaluation: Evaluation) -> None:
+        if state["said"] or evaluation.info.get("cached"):
+            return
+        state["said"] = True
+        wall = time.perf_counter() - start
+        seconds = evaluation.info.get("train_seconds")
+        seconds = seconds if isinstance(seconds, float) and seconds > 0 else wall
+        assert plan.calibration is not None
+        mean = plan.calibration.per_child(plan.precision)[1]
+        left = budget - done - 1
+        eta = seconds * left / plan.workers
+        line = (
+            f"  first child trained in {duration(seconds)} (the plan's mean: {duration(mean)}), "
+            f"{duration(wall)} after the search started; ETA at its pace: {duration(eta)} for {left} children"
+        )
+        from tqdm.auto import tqdm
+
+        tqdm.write(line)
+
+    return note

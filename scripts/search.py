@@ -19,6 +19,7 @@ to continue); ``--time-budget SECONDS`` stops it at a wall-clock deadline.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import sys
@@ -30,7 +31,7 @@ from typing import Any
 import gymnasium as gym
 
 from agents.base import AGENT_NAMES, SearchAgent, make_agent
-from nas_env.errors import NASEnvError, check_choice
+from nas_env.errors import DatasetError, NASEnvError, check_choice
 from scripts._cli import (
     TIME_BUDGET_CAP,
     OneLineParser,
@@ -86,8 +87,10 @@ class SearchConfig:
     """Architectures listed in best.json."""
     progress: bool = True
     """Show a progress bar."""
-    backend: str = "local"
-    """Where children train: local, pool (worker processes) or ray (a Ray cluster; RAY_ADDRESS joins one)."""
+    backend: str = "auto"
+    """Where children train: local (this process), pool (worker processes), ray (a Ray cluster;
+    RAY_ADDRESS joins one), or auto: pool with one single-thread worker per core (at most one per
+    child of a batch) for --agent reinforce when children train on a multi-core CPU, else local."""
     replicas: int = 1
     """K controller replicas pushing gradients asynchronously, as Ray actors (--agent reinforce)."""
     shards: int = 1
@@ -115,7 +118,7 @@ class SearchConfig:
             raise UsageError(f"--time-budget {self.time_budget} must be a positive number of seconds")
         if self.checkpoint_every < 1 or self.top_k < 1:
             raise UsageError("--checkpoint-every and --top-k must be at least 1")
-        check_choice("--backend", self.backend, ("local", "pool", "ray"))
+        check_choice("--backend", self.backend, ("auto", "local", "pool", "ray"))
         if self.replicas < 1 or self.shards < 1 or (self.children_per_replica or 1) < 1:
             raise UsageError("--replicas, --shards and --children-per-replica must be at least 1")
 
@@ -167,15 +170,56 @@ def make_env(config: SearchConfig) -> tuple[gym.Env[Any, Any], dict[str, Any]]:
     return make_cli_env(config.env, kwargs), kwargs
 
 
-def build(config: SearchConfig) -> tuple[gym.Env[Any, Any], dict[str, Any], SearchAgent]:
-    """Env and agent from the configuration, or a :class:`UsageError` for a bad setting."""
+def build(config: SearchConfig) -> tuple[SearchConfig, gym.Env[Any, Any], dict[str, Any], SearchAgent]:
+    """Env and agent from the configuration, and the configuration with ``--backend auto`` resolved.
+
+    Raises:
+        UsageError: A bad setting.
+        DatasetError: Missing data (found when the env is made or first reset).
+    """
     env, env_kwargs = make_env(config)
+    config = resolve_backend(config, env)
     try:
         agent = make_search_agent(config, env)
+    except DatasetError:  # the agent's first reset looks for the dataset
+        env.close()
+        raise
     except (TypeError, ValueError, NASEnvError) as exc:
         env.close()
         raise UsageError(f"--agent {config.agent} --agent-kwargs {config.agent_kwargs}: {exc}") from exc
-    return env, env_kwargs, agent
+    return config, env, env_kwargs, agent
+
+
+def resolve_backend(config: SearchConfig, env: gym.Env[Any, Any]) -> SearchConfig:
+    """``--backend auto`` made concrete (and saved so, so that ``--resume`` runs the same way).
+
+    ``pool`` for the paper's controller (one replica, one shard, no ``--promote``) when its
+    children train (a recipe, not a table or a zero-cost score) on a CPU with several cores: one
+    single-thread worker per core trains the children of a batch side by side, the set-up measured
+    fastest on 2-core CPUs (docs/parallel.md), with the same architectures and rewards for a seed.
+    ``local`` otherwise: table and zero-cost rewards cost too little to ship to workers, and the
+    other agents evaluate one child at a time.
+    """
+    if config.backend != "auto":
+        return config
+    from nas_env.backends.threads import available_cpus
+    from nas_env.training.ptb import PtbFidelity
+    from nas_env.training.recipes import Fidelity
+
+    evaluator = getattr(evaluation_of(env), "evaluator", None)
+    trains = isinstance(getattr(evaluator, "fidelity", None), Fidelity | PtbFidelity)
+    on_cpu = str(getattr(evaluator, "device", "cpu")).startswith("cpu")
+    controller = (config.agent, config.promote, config.replicas, config.shards) == ("reinforce", "", 1, 1)
+    pool = trains and on_cpu and controller and available_cpus() > 1
+    return dataclasses.replace(config, backend="pool" if pool else "local")
+
+
+def batch_of(config: SearchConfig) -> int:
+    """m, the children the paper's controller samples per update (``--children-per-replica``)."""
+    from agents.reinforce import ReinforceConfig
+
+    default = config.agent_kwargs.get("batch_size", ReinforceConfig.batch_size)
+    return int(config.children_per_replica or default)
 
 
 def make_search_agent(config: SearchConfig, env: gym.Env[Any, Any]) -> SearchAgent:
@@ -215,6 +259,8 @@ def make_search_agent(config: SearchConfig, env: gym.Env[Any, Any]) -> SearchAge
         kwargs["batch_size"] = config.children_per_replica
     if config.backend != "local":
         kwargs.setdefault("child_backend", config.backend)
+    if config.backend == "pool":  # a worker per core, no more than a batch keeps busy
+        kwargs.setdefault("child_backend_kwargs", {"num_workers": workers_of(config, env)})
     return DistributedReinforceAgent(
         env, config.seed, replicas=config.replicas, shards=config.shards, **kwargs
     )
@@ -225,9 +271,21 @@ def workers_of(config: SearchConfig, env: gym.Env[Any, Any]) -> int:
     if config.backend == "pool" and config.agent == "reinforce":
         from nas_env.backends.threads import available_cpus
 
-        return available_cpus()
+        return min(available_cpus(), batch_of(config))
     backend = getattr(evaluation_of(env), "backend", None)
     return int(getattr(backend, "num_workers", 1) or 1)
+
+
+def discard_rejected(out: Path) -> None:
+    """Remove the results store that making the env left in a new run directory, then the folder if empty.
+
+    So that the same command can run again once the problem is fixed (a folder holding a store
+    counts as a run).
+    """
+    for path in out.glob(f"{STORE}*") if out.is_dir() else ():
+        path.unlink(missing_ok=True)
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -256,18 +314,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None, started: list[Path]) -> int:
-    created: Path | None = None
+    new_run: Path | None = None  # set while a new run's env is made: a failure leaves no trace
     try:  # every check of the command line happens here, before any evaluation
         config = resolve_config(argv)
         out = Path(config.out or ".")
-        created = None if out.exists() else out
-        env, env_kwargs, agent = build(config)
+        new_run = None if config.resume else out
+        config, env, env_kwargs, agent = build(config)
     except (UsageError, ValueError, NASEnvError) as exc:
-        if created is not None and created.is_dir() and not any(created.iterdir()):
-            created.rmdir()  # the env's results store made it; leave no trace of a rejected run
+        if new_run is not None:
+            discard_rejected(new_run)
         print(f"nas-search: error: {exc}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(exc, DatasetError) else 2
     except KeyboardInterrupt:
+        if new_run is not None:
+            discard_rejected(new_run)
         print("nas-search: interrupted before the first child; nothing to keep", file=sys.stderr)
         return 130
     out.mkdir(parents=True, exist_ok=True)
@@ -286,11 +346,11 @@ def _main(argv: Sequence[str] | None, started: list[Path]) -> int:
         started.append(out)
         plan = Plan.of(env, config.env, dict(config.env_kwargs), config.agent, workers_of(config, env))
         print("\n".join(plan.head(budget, len(agent.history))), flush=True)
-        load_data = getattr(getattr(evaluation_of(env), "evaluator", None), "load_data", None)
-        if load_data is not None:  # a missing dataset fails here, before any child, as one line
-            load_data()
-        plan.measure()
+        plan.measure()  # random inputs: no data needed, so the ETA comes before the data loads
         print("\n".join(plan.timing(budget, len(agent.history), config.time_budget)), flush=True)
+        load_data = getattr(getattr(evaluation_of(env), "evaluator", None), "load_data", None)
+        if load_data is not None:  # a corrupt dataset fails here, before any child, as one line
+            load_data()
     except (KeyboardInterrupt, NASEnvError) as exc:
         agent.close()
         env.close()

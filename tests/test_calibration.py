@@ -1,6 +1,6 @@
 """Seconds per child measured on this machine (nas_env.training.calibration): timed, cached, used.
 
-Real reference children are timed at the ``smoke`` recipe (each timing is a few minibatches), in a
+Real reference children are timed at the ``smoke`` recipe (each timing is two to four minibatches), in a
 cache folder of the test's own.
 """
 
@@ -63,3 +63,38 @@ def test_auto_precision_follows_what_this_machine_measured(_cache: Path) -> None
     _cache.write_text(json.dumps(cache))
     assert CifarTrainingEvaluator(proxy, device="cpu").fidelity.precision == "bf16"
     assert CifarTrainingEvaluator(proxy.replace(precision="fp32"), device="cpu").fidelity.precision == "fp32"
+
+
+def count_forward_passes(model: torch.nn.Module) -> list[int]:
+    calls = [0]
+    model.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+@pytest.mark.parametrize(("time_box", "passes"), [(None, 4), (0.0, 2), (1e9, 4)])
+def test_a_time_box_stops_after_the_first_timed_step_past_it(time_box, passes) -> None:
+    """A warm-up, then 3 steps, or fewer once the time box is spent (never fewer than one)."""
+    from nas_env.training.cifar import measure_seconds_per_child
+
+    [build] = builders()
+    model = build()
+    calls = count_forward_passes(model)
+    smoke = FIDELITIES["smoke"].replace(resolution=8, batch_size=16)
+    assert measure_seconds_per_child(model, smoke, "cpu", steps=3, batch=8, time_box=time_box) > 0
+    assert calls[0] == passes
+
+
+def test_language_models_are_timed_on_their_own_minibatch_shape() -> None:
+    """PTB's recipe has no precision and no images: fp32 only, tokens of the recipe's shape."""
+    from nas_env.builders.language_model import build_language_model
+    from nas_env.search_spaces.rnn_cell import RnnCellSearchSpace
+    from nas_env.training.ptb import PTB_FIDELITIES
+
+    smoke = PTB_FIDELITIES["smoke"].replace(hidden_size=8)
+    archs = calibration.reference_archs(RnnCellSearchSpace(base=2), 2)
+    models = [lambda a=a: build_language_model(a, 10_000, 8, 2, 0.0, 0.1) for a in archs]
+    measure = calibration.time_language_model
+    timed = calibration.calibrate(smoke, models, "ptb", threads=1, measure=measure)
+    assert set(timed.seconds) == {"fp32"} and len(timed.seconds["fp32"]) == 2 and not timed.cached
+    assert calibration.calibrate(smoke, models, "ptb", threads=1, measure=measure).cached
+    assert calibration.METHOD in timed.key

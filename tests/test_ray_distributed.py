@@ -7,6 +7,7 @@ local instance with 2 CPUs and must learn about as well as the synchronous contr
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import Any
 
@@ -74,6 +75,38 @@ def test_checkpoint_between_batches_resumes_exactly():
     resumed = DistributedReinforceAgent(make_synthetic_env(), seed=5, learning_rate=0.05, batch_size=4)
     resumed.load_state_dict(state)
     assert per_batch(resumed.search(32), 4) == per_batch(whole, 4)
+
+
+@pytest.mark.parametrize("child_backend", [None, "pool"])
+def test_one_replica_records_in_sample_order_and_resumes_mid_batch_exactly(child_backend):
+    """The in-process replica records a batch in sample order, however the pool's workers finish.
+
+    So its history is the synchronous controller's, child for child, and a checkpoint taken between
+    two children of a batch (``nas-search`` takes one after every child) resumes into the
+    uninterrupted run: the batch is sampled again and its children already recorded are skipped.
+    """
+    pool = {"num_workers": 2, "num_threads": 1} if child_backend else None
+    kwargs = {"seed": 5, "learning_rate": 0.05, "batch_size": 4, "child_backend": child_backend}
+    kwargs["child_backend_kwargs"] = pool
+    sync = make_agent("reinforce", make_synthetic_env(), seed=5, learning_rate=0.05, batch_size=4)
+    expected = [(e.arch, e.reward) for e in sync.search(20)]
+    whole = DistributedReinforceAgent(make_synthetic_env(), **kwargs)
+    assert [(e.arch, e.reward) for e in whole.search(20)] == expected
+    whole.close()
+    first = DistributedReinforceAgent(make_synthetic_env(), **kwargs)
+    states = {}  # as nas-search writes them: copies (a state_dict holds the live parameters)
+
+    def checkpoint(evaluation):
+        if evaluation.index in (1, 5, 10):
+            states[evaluation.index] = copy.deepcopy(first.state_dict())
+
+    first.search(12, callback=checkpoint)
+    first.close()
+    for index, state in states.items():
+        resumed = DistributedReinforceAgent(make_synthetic_env(), **kwargs)
+        resumed.load_state_dict(state)
+        assert [(e.arch, e.reward) for e in resumed.search(20)] == expected, index
+        resumed.close()
 
 
 # ---- the parameter server ---------------------------------------------------------------------------

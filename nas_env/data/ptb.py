@@ -77,7 +77,7 @@ def _read_tokens(path: Path) -> list[str]:
 
 def _missing_message(level: str, tried: list[Path], names: list[str]) -> str:
     how = (
-        f"or allow the md5-checked download from {PTB_URL}"
+        f"or allow the md5-checked download from {PTB_URL} (download=True)"
         if level == "word"
         else "the character-level files come from Mikolov's simple-examples archive (data/ptb.char.*.txt)"
     )

@@ -54,7 +54,9 @@ class TokenNASEnv(gym.Env[np.ndarray, np.int64]):
     ## Starting State
 
     No tokens chosen. ``reset(options={"num_layers": n})`` changes the depth of spaces that have
-    one (the paper grows it during search).
+    one (the paper grows it during search). The dataset the children need is looked for when the
+    env is made (``download=False``) or at the first reset (downloaded then, with
+    ``download=True``): a missing dataset raises ``DatasetError`` there, not at the last token.
 
     ## Episode End
 
@@ -86,6 +88,8 @@ class TokenNASEnv(gym.Env[np.ndarray, np.int64]):
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}  # noqa: RUF012 - gymnasium convention
+    _data_checked = False
+    """Whether the evaluator found its dataset (class default: envs pickled before it existed)."""
 
     def __init__(
         self,
@@ -115,6 +119,8 @@ class TokenNASEnv(gym.Env[np.ndarray, np.int64]):
         self.observation_space = spaces.Box(0.0, 1.0, (self._obs_dim,), np.float32)
         self._tokens: list[int] = []
         self._root_seed: int | None = None
+        if not getattr(evaluation.evaluator, "download", False):
+            self._check_data()  # nothing may be downloaded: a missing dataset fails at make time
 
     @property
     def evaluator(self) -> Evaluator:
@@ -146,8 +152,13 @@ class TokenNASEnv(gym.Env[np.ndarray, np.int64]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Start a new architecture. ``seed`` also fixes the children's training seeds."""
+        """Start a new architecture. ``seed`` also fixes the children's training seeds.
+
+        The first reset makes sure the dataset is there (downloading it when ``download=True``),
+        so that a missing dataset fails here, not at the last token.
+        """
         super().reset(seed=seed)
+        self._check_data()
         if seed is not None or self._root_seed is None:
             self._root_seed = int(seed) if seed is not None else int(self.np_random.integers(2**31))
         options = dict(options or {})
@@ -182,6 +193,12 @@ class TokenNASEnv(gym.Env[np.ndarray, np.int64]):
         reward, info = self.evaluate_arch(self.space.decode(self._tokens))
         info["action_mask"] = self.action_masks()
         return self._observation(), reward, True, False, info
+
+    def _check_data(self) -> None:
+        """Have the evaluator find its dataset once (:meth:`Evaluator.check_data`)."""
+        if not self._data_checked:
+            self.evaluation.evaluator.check_data()
+            self._data_checked = True
 
     def render(self) -> str | None:
         """``"ansi"``: the tokens chosen so far (and the architecture once complete)."""

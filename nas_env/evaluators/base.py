@@ -38,3 +38,11 @@ class Evaluator(ABC):
         A child that fails to train returns ``EvalResult(status="failed", error=...)``; it does not
         raise.
         """
+
+    def check_data(self) -> None:  # noqa: B027 - optional hook: most evaluators read no data
+        """Raise :class:`~nas_env.errors.DatasetError` now if the data this evaluator reads is missing.
+
+        Cheap: it looks for the files (downloading them where the evaluator may), loading nothing,
+        so that a missing dataset surfaces when the env is made or reset instead of after the last
+        token. Evaluators that read no data, or read it when they are made, keep this default.
+        """

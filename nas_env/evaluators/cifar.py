@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from nas_env.builders.cnn import build_cnn, count_parameters
-from nas_env.data.cifar import SPLIT_SEED, CifarSplits, load_cifar10
+from nas_env.data.cifar import SPLIT_SEED, CifarSplits, find_cifar10, load_cifar10
 from nas_env.evaluators.base import Evaluator, resolve_device
 from nas_env.records import EvalResult, Metric
 from nas_env.search_spaces.cnn import CnnArchitecture
@@ -111,6 +111,10 @@ class CifarTrainingEvaluator(Evaluator):
     def load_data(self, with_test: bool = False) -> None:
         """Load (and if needed download) CIFAR-10 now, so that a missing dataset fails early."""
         self._data(with_test)
+
+    def check_data(self) -> None:
+        """Find CIFAR-10, downloading it when allowed, without loading it (``DatasetError`` if absent)."""
+        find_cifar10(self.data_dir, download_missing=self.download)
 
     def _data(self, with_test: bool) -> CifarSplits:
         return load_cifar10(self.data_dir, with_test=with_test, download_missing=self.download)

@@ -10,7 +10,7 @@ import traceback
 import torch
 
 from nas_env.builders.language_model import build_language_model, count_parameters
-from nas_env.data.ptb import LEVELS, PtbCorpus, load_ptb
+from nas_env.data.ptb import LEVELS, PtbCorpus, find_ptb, load_ptb
 from nas_env.errors import check_choice
 from nas_env.evaluators.base import Evaluator, resolve_device
 from nas_env.records import EvalResult, Metric
@@ -60,6 +60,10 @@ class PtbTrainingEvaluator(Evaluator):
         """Data level and version, recipe and trainer version (not the device)."""
         payload = f"ptb-{self.level}-data{DATA_VERSION}-{self.fidelity.fingerprint}"
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def check_data(self) -> None:
+        """Find the corpus files, downloading them when allowed, without loading (``DatasetError``)."""
+        find_ptb(self.data_dir, self.level, download_missing=self.download)
 
     def load_data(self) -> PtbCorpus:
         """Load (and if needed download) the corpus now, so that a missing dataset fails early."""

@@ -74,7 +74,8 @@ def find_nb201_table(data_dir: str | os.PathLike[str] | None = None) -> Path:
     raise DatasetError(
         f"no NAS-Bench-201 table found; tried {listed}. Build one from NATS-Bench's topology files "
         f"(pip install 'nas-env[nats]'; nas-bench-table --nats PATH --out {tried[0]}), put an "
-        f"existing table at one of these paths (or set ${DATA_ENV_VAR}), or pass table_path=PATH; "
+        f"existing table at one of these paths (or set ${DATA_ENV_VAR} or data_dir= to the folder "
+        "holding nb201/; no table is downloaded, download= does not apply), or pass table_path=PATH; "
         "table_path=None trains the cells instead (see docs/nb201.md)"
     )
 

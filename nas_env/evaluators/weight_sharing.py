@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nas_env.data.cifar import SPLIT_SEED, load_cifar10
+from nas_env.data.cifar import SPLIT_SEED, find_cifar10, load_cifar10
 from nas_env.evaluators.base import Evaluator, resolve_device
 from nas_env.records import EvalResult, Metric
 from nas_env.search_spaces.cnn import CnnArchitecture, CnnSearchSpace
@@ -78,6 +78,10 @@ class SharedWeightEvaluator(Evaluator):
             f"-stride{space.predict_stride}-skip{space.skip_connections}-pool{list(space.pool_after)}"
         )
         return "shared-" + hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def check_data(self) -> None:
+        """Find CIFAR-10, downloading it when allowed, without loading it (``DatasetError`` if absent)."""
+        find_cifar10(self.data_dir, download_missing=self.download)
 
     @property
     def started(self) -> bool:

@@ -132,6 +132,17 @@ class ZeroCostEvaluator(Evaluator):
         state.pop("minibatch", None)
         return state
 
+    def check_data(self) -> None:
+        """Find the dataset of the space, downloading it when allowed, without loading it."""
+        if self.space == "ptb":
+            from nas_env.data.ptb import find_ptb
+
+            find_ptb(self.data_dir, self.level, download_missing=self.download)
+        else:
+            from nas_env.data.cifar import find_cifar10
+
+            find_cifar10(self.data_dir, download_missing=self.download)
+
     @cached_property
     def minibatch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The fixed ``(inputs, targets)`` every child is scored on, on the evaluator's device."""

@@ -260,23 +260,47 @@ def _train(
     return report
 
 
+SCORING_SHARE = 1 / 3
+"""Cost of scoring one image (a forward pass) relative to a training step on it (forward + backward)."""
+
+
 def measure_seconds_per_child(
-    model: nn.Module, fidelity: Fidelity, device: torch.device | str = "cpu", steps: int = 3
+    model: nn.Module,
+    fidelity: Fidelity,
+    device: torch.device | str = "cpu",
+    steps: int = 3,
+    batch: int = 64,
+    time_box: float | None = None,
 ) -> float:
     """Estimate the seconds ``train_child`` takes for ``model`` at ``fidelity`` by timing a few steps.
 
-    Trains ``model`` (a throwaway) for one warm-up and ``steps`` timed steps on random batches of
-    the recipe's resolution and precision (at most 64 images: time per image is flat beyond), then
-    scales to the images the recipe trains on (scoring, a small share, is not counted).
+    Trains ``model`` (a throwaway) for one warm-up step and then ``steps`` timed steps on random
+    batches of ``batch`` images (at most the recipe's batch size) at the recipe's resolution and
+    precision, and scales the time per image to the images the recipe trains on, plus its scoring
+    passes (a forward pass counted as :data:`SCORING_SHARE` of a training step). Time per image
+    is nearly flat in the batch size for these networks, so small batches time them cheaply.
+
+    Args:
+        model: A freshly built child (trained here, then thrown away).
+        fidelity: The recipe to estimate.
+        device: Where to time.
+        steps: Timed steps at most.
+        batch: Images per timed step (capped at ``fidelity.batch_size``).
+        time_box: With a value, stop after the first timed step that ends this many seconds after
+            the warm-up (so that a slow child costs two steps, a light one ``steps + 1``).
+
+    Returns:
+        The estimated seconds of training and scoring one such child.
     """
     device = torch.device(device)
     fidelity = fidelity.resolved(device)
     model = model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=fidelity.momentum)
-    res, batch = fidelity.resolution, min(fidelity.batch_size, 64)
+    res, batch = fidelity.resolution, min(fidelity.batch_size, batch)
     x = torch.randn(batch, 3, res, res, device=device).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,), device=device)
     model.train()
+    timed = 0
     for i in range(steps + 1):
         if i == 1:
             if device.type == "cuda":
@@ -287,7 +311,11 @@ def measure_seconds_per_child(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        timed = i
+        if i >= 1 and time_box is not None and time.perf_counter() - start >= time_box:
+            break
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    per_image = (time.perf_counter() - start) / (steps * batch)
-    return per_image * fidelity.train_images * fidelity.epochs
+    per_image = (time.perf_counter() - start) / (timed * batch)
+    scored = fidelity.valid_images * min(fidelity.reward_epochs, fidelity.epochs)
+    return per_image * (fidelity.train_images * fidelity.epochs + SCORING_SHARE * scored)

@@ -34,6 +34,8 @@ from nas_env.data.ptb import PtbCorpus
 from nas_env.errors import check_choice
 from nas_env.training.recipes import Recipe, recipe_fingerprint
 
+PTB_TRAIN_TOKENS, PTB_VALID_TOKENS = 929_589, 73_760
+"""Tokens (``<eos>`` included) of Mikolov's word-level training and validation splits."""
 PTB_TRAINER_VERSION = 1
 """Bumped whenever this training code changes results; part of every cache key."""
 _ADDED_FIELDS: dict[str, object] = {"unigram_bias": False}
@@ -291,3 +293,57 @@ def train_language_model(
         report.test_perplexity = _perplexity(test_loss, "test")
     report.seconds = time.perf_counter() - start
     return report
+
+
+def measure_seconds_per_lm(
+    model: RnnLanguageModel,
+    fidelity: PtbFidelity,
+    device: torch.device | str = "cpu",
+    steps: int = 3,
+    time_box: float | None = None,
+) -> float:
+    """Estimate the seconds :func:`train_language_model` takes for ``model`` by timing a few steps.
+
+    Trains ``model`` (a throwaway) for one warm-up step and then up to ``steps`` timed steps of
+    truncated backpropagation on random word-level tokens of the recipe's shape (``bptt`` x
+    ``batch_size``), and scales to the recipe's steps over the word-level split, plus its scoring
+    passes (a forward pass counted as a third of a training step).
+
+    Args:
+        model: A freshly built language model over the word-level vocabulary.
+        fidelity: The recipe to estimate.
+        device: Where to time.
+        steps: Timed steps at most.
+        time_box: With a value, stop after the first timed step that ends this many seconds after
+            the warm-up.
+
+    Returns:
+        The estimated seconds of training and scoring one such child.
+    """
+    device = torch.device(device)
+    model = model.to(device)
+    f = fidelity
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    vocab = model.decoder.out_features
+    x = torch.randint(0, vocab, (f.bptt + 1, f.batch_size), device=device)
+    model.train()
+    start, timed = time.perf_counter(), 0
+    for i in range(steps + 1):
+        if i == 1:
+            start = time.perf_counter()
+        logits, _ = model(x[:-1])
+        loss = F.cross_entropy(logits.view(-1, vocab), x[1:].reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), f.grad_clip)
+        opt.step()
+        timed = i
+        if i >= 1 and time_box is not None and time.perf_counter() - start >= time_box:
+            break
+    per_step = (time.perf_counter() - start) / timed
+    train_steps = math.ceil(
+        (min(f.train_tokens or PTB_TRAIN_TOKENS, PTB_TRAIN_TOKENS) // f.batch_size - 1) / f.bptt
+    )
+    scored_tokens = min(f.valid_tokens or PTB_VALID_TOKENS, PTB_VALID_TOKENS)
+    score_steps = scored_tokens / (f.bptt * f.batch_size) / 3  # a forward pass: a third of a step
+    return per_step * f.epochs * (train_steps + score_steps)
