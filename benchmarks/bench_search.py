@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from agents.base import AGENT_NAMES
+from agents.base import AGENT_NAMES, torch_threads
 from nas_env.errors import EvaluationError, NASEnvError, check_choice
 from nas_env.evaluators.replay import ZERO_COST_PREFIX
 from nas_env.evaluators.tabular import find_nb201_table, load_nb201_table
@@ -345,7 +345,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         table = str(config.table or find_nb201_table())
         load_nb201_table(table).column(REPORT_COLUMN)
         Path(str(config.out)).mkdir(parents=True, exist_ok=True)
-        jobs, labels = prepare(config)
+        with torch_threads(1):  # as in the runs: precision="auto" is chosen per thread count
+            jobs, labels = prepare(config)
     except (ValueError, NASEnvError) as exc:
         print(f"bench_search: error: {exc}", file=sys.stderr)
         return 2
@@ -360,7 +361,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     total = len(jobs) * float(config.time_budget or 0)
     try:
-        with tqdm(total=total, unit="s", desc="clock", disable=not config.progress) as bar:
+        shown = "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]"
+        with tqdm(total=total, desc="clock", bar_format=shown, disable=not config.progress) as bar:
             results = run_all(jobs, min(config.workers, len(jobs)), bar)
     except EvaluationError as exc:
         print(f"bench_search: error: {exc}", file=sys.stderr)
@@ -383,7 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"made by: {command}",
             f"CPU: {cpu_model()}, {os.cpu_count()} cores; {config.workers} one-thread worker processes; "
             f"device {config.device}; torch {torch.__version__}",
-            f"date: {made}; commit: {git_commit() or 'unknown'}; store: {config.store_path}",
+            f"date: {made}; load average {os.getloadavg()[0]:.1f}; commit: {git_commit() or 'unknown'}",
+            f"store: {config.store_path}",
             "score: validation accuracy (fraction), the zero-cost score on zero_cost: rows, empty: failed",
             "replay: the same command with --replay THIS_FILE in place of --export (and its own --out)",
         ]
