@@ -103,7 +103,7 @@ class RunResult:
     evaluations: int
     """Evaluations within the budget (repeats included)."""
     trained: int
-    """Evaluations this run trained now (the others came from the store, or the replay)."""
+    """Evaluations this run trained now, the dropped one included (the others came from the store)."""
     charged_s: float
     clock_s: float
     wall_s: float
@@ -180,9 +180,12 @@ def run_job(job: Job, progress: Callable[[float], object] | None = None) -> RunR
     agent = build_agent(job, env)
     meter = Meter(job.time_budget, job.workers, screen_of(agent))
     kept: list[Evaluation] = []
+    trained: list[Evaluation] = []  # also the dropped one: its seconds were spent here
 
     def record(evaluation: Evaluation) -> None:
         info = evaluation.info
+        if not info.get("cached") and job.env_id != REPLAY_ENV_ID:
+            trained.append(evaluation)
         fidelity = str(info["fidelity"]) if info.get("rung") else job.fidelity
         clock = meter.charge(evaluation.arch, fidelity, float(info["cost_s"]))
         kept.append(evaluation)
@@ -198,14 +201,13 @@ def run_job(job: Job, progress: Callable[[float], object] | None = None) -> RunR
         agent.close()
         env.close()
     best = max(reversed(kept), key=agent.rank_key) if kept else None
-    replayed = job.env_id == REPLAY_ENV_ID
     return RunResult(
         policy=job.policy,
         seed=job.seed,
         arch=best.arch if best else None,
         reward=best.reward if best else float("nan"),
         evaluations=len(kept),
-        trained=0 if replayed else sum(not e.info.get("cached") for e in kept),
+        trained=len(trained),
         charged_s=meter.charged_s,
         clock_s=meter.charged_s / job.workers,
         wall_s=time.perf_counter() - start,
