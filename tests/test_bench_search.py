@@ -1,0 +1,391 @@
+"""``benchmarks/bench_search.py``: searches in NB201's trained mode under a wall clock charged in measured
+seconds, judged by the table. Real training at the ``smoke`` preset (a few children per run), on the
+synthetic table and on the real one; the charging of stored evaluations, export and replay, resume
+after a kill, and one-line errors for bad arguments."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nas_env.errors import DatasetError
+from nas_env.evaluators.nb201_synthetic import write_nb201_table
+from nas_env.evaluators.replay import (
+    MeasuredEvaluation,
+    ReplayEvaluator,
+    read_measured_csv,
+    write_measured_csv,
+)
+from nas_env.evaluators.tabular import find_nb201_table, load_nb201_table
+from nas_env.search_spaces.nb201 import NB201Architecture
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "benchmarks" / "bench_search.py"
+
+
+def _load_bench() -> Any:
+    """The benchmark script as a module (benchmarks/ is not a package), to call its ``main`` here."""
+    spec = importlib.util.spec_from_file_location("bench_search", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses and inspect look the module up
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_bench()
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(write_nb201_table(tmp_path_factory.mktemp("nb201") / "table.csv"))
+
+
+def run(out: Path, *args: str) -> list[dict[str, str]]:
+    """Run the benchmark in this process at the smoke preset, one worker; return runs.csv."""
+    code = bench.main(["--no-progress", "--fidelity", "smoke", "--workers", "1", "--out", str(out), *args])
+    assert code == 0
+    with (out / "runs.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def stored(store: Path) -> list[tuple[str, str, float]]:
+    """``(arch, status, cost_s)`` of every stored evaluation, in the order they were stored."""
+    with sqlite3.connect(store) as conn:
+        return conn.execute("SELECT arch, status, cost_s FROM evaluations ORDER BY id").fetchall()
+
+
+def copy_store(src: Path, dst: Path) -> Path:
+    with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:
+        a.backup(b)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def first_run(
+    table: str, tmp_path_factory: pytest.TempPathFactory, data_dir: Path
+) -> tuple[Path, dict[str, str]]:
+    """One random search (seed 0) that trains 4 smoke children into a fresh store; the budget never binds."""
+    root = tmp_path_factory.mktemp("first")
+    store = root / "store.sqlite"
+    [row] = run(
+        root / "out",
+        "--table",
+        table,
+        "--store",
+        str(store),
+        "--policies",
+        "random",
+        "--seeds",
+        "1",
+        "--time-budget",
+        "1000",
+        "--max-evaluations",
+        "4",
+    )
+    return store, row
+
+
+def common(table: str, store: Path, *extra: str) -> tuple[str, ...]:
+    return ("--table", table, "--store", str(store), "--policies", "random", "--seeds", "1", *extra)
+
+
+# ---- the clock -------------------------------------------------------------------------------------------
+
+
+def test_a_run_is_charged_the_measured_seconds_it_used(first_run: tuple[Path, dict[str, str]]) -> None:
+    store, row = first_run
+    rows = stored(store)
+    assert [status for _, status, _ in rows] == ["ok"] * 4 and len({arch for arch, _, _ in rows}) == 4
+    assert (row["evaluations"], row["trained"]) == ("4", "4")
+    assert float(row["charged_s"]) == sum(cost for _, _, cost in rows) > 0  # in the order trained
+    assert float(row["clock_s"]) == float(row["charged_s"])  # one worker
+
+
+def test_a_second_run_over_the_store_is_charged_the_same_and_returns_the_same_cell(
+    first_run: tuple[Path, dict[str, str]], table: str, tmp_path: Path
+) -> None:
+    store, first = first_run
+    store = copy_store(store, tmp_path / "store.sqlite")
+    [again] = run(tmp_path / "out", *common(table, store, "--time-budget", "1000", "--max-evaluations", "4"))
+    assert again["trained"] == "0" and len(stored(store)) == 4  # nothing trained twice
+    for key in ("arch", "reward", "evaluations", "charged_s", "clock_s", "test_acc_200ep", "rank"):
+        assert again[key] == first[key], key
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_evaluation_that_would_pass_the_budget_is_dropped(
+    first_run: tuple[Path, dict[str, str]], table: str, tmp_path: Path, workers: int
+) -> None:
+    """With every evaluation in the store the clock is exact: charged seconds / workers."""
+    store = copy_store(first_run[0], tmp_path / "store.sqlite")
+    c1, c2, c3 = (cost for _, _, cost in stored(store)[:3])
+    budget = (c1 + c2 + c3 / 2) / workers
+    args = common(table, store, "--time-budget", repr(budget), "--max-evaluations", "4")
+    code = bench.main(
+        ["--no-progress", "--fidelity", "smoke", "--workers", str(workers), "--out", str(tmp_path), *args]
+    )
+    assert code == 0
+    [row] = csv.DictReader((tmp_path / "runs.csv").open(newline=""))
+    assert (row["evaluations"], row["trained"]) == ("2", "0")
+    assert float(row["charged_s"]) == c1 + c2 and float(row["clock_s"]) == (c1 + c2) / workers
+
+
+# ---- export and replay -----------------------------------------------------------------------------------
+
+
+def test_export_then_replay_gives_the_same_figures_without_training(
+    first_run: tuple[Path, dict[str, str]], table: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = copy_store(first_run[0], tmp_path / "store.sqlite")
+    budget = ("--time-budget", "1000", "--max-evaluations", "4")
+    exported = tmp_path / "measured.csv"
+    original = run(tmp_path / "a", *common(table, store, *budget, "--export", str(exported)))
+    rows = read_measured_csv(exported)
+    assert [(r.arch, r.seconds) for r in rows] == [(a, c) for a, _, c in stored(store)]
+    assert {r.fidelity for r in rows} == {"smoke"} and all(0 <= (r.score or 0) <= 1 for r in rows)
+    assert "# made by: python benchmarks/bench_search.py" in exported.read_text()
+    replay = ("--table", table, "--policies", "random", "--seeds", "1", "--replay", str(exported))
+    replayed = run(tmp_path / "b", *replay, *budget)
+    for key in ("arch", "reward", "evaluations", "charged_s", "clock_s", "test_acc_200ep", "rank"):
+        assert replayed[0][key] == original[0][key], key
+    capsys.readouterr()
+    code = bench.main(
+        [
+            "--no-progress",
+            "--fidelity",
+            "smoke",
+            "--out",
+            str(tmp_path / "c"),
+            *replay,
+            "--time-budget",
+            "1000",
+            "--max-evaluations",
+            "6",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "bench_search: error: evaluating '|" in err and f"not in {exported} at fidelity 'smoke'" in err
+
+
+def test_a_screened_policy_is_charged_its_zero_cost_scores_and_replays(table: str, tmp_path: Path) -> None:
+    store, exported = tmp_path / "store.sqlite", tmp_path / "measured.csv"
+    args = (
+        "--table",
+        table,
+        "--policies",
+        "screened_random",
+        "--seeds",
+        "1",
+        "--time-budget",
+        "1000",
+        "--max-evaluations",
+        "2",
+    )
+    [row] = run(tmp_path / "a", *args, "--store", str(store), "--export", str(exported))
+    rows = read_measured_csv(exported)
+    screened = [r for r in rows if r.fidelity == "zero_cost:live_params"]
+    assert len(screened) > 2 and len(rows) == len(screened) + 2  # 20 candidates scored per evaluation
+    assert float(row["charged_s"]) == pytest.approx(sum(r.seconds for r in rows), rel=1e-12)
+    [replayed] = run(tmp_path / "b", *args, "--replay", str(exported))
+    assert (replayed["arch"], replayed["charged_s"]) == (row["arch"], row["charged_s"])
+
+
+# ---- successive halving, the real table, the command line, resume ----------------------------------------
+
+
+def test_promote_returns_the_top_rung(table: str, tmp_path: Path) -> None:
+    store = tmp_path / "store.sqlite"
+    args = ("--promote", "smoke", "--promote-bracket", "3", "--time-budget", "1000", "--max-evaluations", "4")
+    [row] = run(tmp_path / "out", *common(table, store, *args))
+    assert (row["evaluations"], row["trained"]) == ("4", "3")  # the promotion is found in the store
+    reward = rewards(store)
+    best = max(stored(store), key=lambda r: reward[r[0]])  # the first of equals, as halving promotes
+    assert row["arch"] == best[0]
+    assert "| random+sh |" in (tmp_path / "out" / "summary.md").read_text()
+
+
+def rewards(store: Path) -> dict[str, float]:
+    with sqlite3.connect(store) as conn:
+        return dict(conn.execute("SELECT arch, reward FROM evaluations"))
+
+
+def test_the_real_table_judges_the_returned_cells(data_dir: Path, tmp_path: Path) -> None:
+    try:
+        path = find_nb201_table()
+    except DatasetError:
+        pytest.skip("no NB201 table under $NAS_ENV_DATA")
+    column = load_nb201_table(path).column("cifar10_test_acc_200ep")
+    out = tmp_path / "out"
+    runs = run(
+        out,
+        "--policies",
+        "random,local_search",
+        "--seeds",
+        "1",
+        "--time-budget",
+        "1000",
+        "--max-evaluations",
+        "3",
+    )
+    for row in runs:
+        accuracy = float(column[NB201Architecture.from_str(row["arch"]).index])
+        assert float(row["test_acc_200ep"]) == accuracy
+        assert int(row["rank"]) == 1 + int((column > accuracy).sum())
+    text = (out / "summary.md").read_text()
+    assert f"in {path}; rank 1 = best of 15,625" in text and "| random search | 93.70 ± 0.36 |" in text
+    assert (
+        "| optimum | 94.37 |" in text and "Command: `python benchmarks/bench_search.py --no-progress" in text
+    )
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, str(SCRIPT), "--no-progress", "--fidelity", "smoke", *args]
+
+
+@pytest.mark.slow
+def test_command_line_with_two_worker_processes(table: str, tmp_path: Path, data_dir: Path) -> None:
+    args = (
+        "--table",
+        table,
+        "--policies",
+        "random,evolution",
+        "--seeds",
+        "1",
+        "--time-budget",
+        "1000",
+        "--max-evaluations",
+        "2",
+        "--workers",
+        "2",
+        "--out",
+        str(tmp_path),
+    )
+    done = subprocess.run(command(*args), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 runs of 1000 s clock, 2 at a time" in done.stdout and "| evolution |" in done.stdout
+    assert len(stored(tmp_path / "results.sqlite")) >= 2
+
+
+@pytest.mark.slow
+def test_a_killed_benchmark_resumes_from_its_store(table: str, tmp_path: Path, data_dir: Path) -> None:
+    store = tmp_path / "store.sqlite"
+    args = common(table, store, "--time-budget", "100000", "--max-evaluations", "30")
+    process = subprocess.Popen(
+        command(*args, "--workers", "1", "--out", str(tmp_path / "a")),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while process.poll() is None and time.monotonic() < deadline:
+        if store.exists() and len(stored(store)) >= 3:
+            break
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    kept = len(stored(store))
+    assert kept >= 3
+    [row] = run(tmp_path / "b", *args)
+    total = stored(store)
+    assert row["evaluations"] == "30" and int(row["trained"]) + kept == len(total)  # nothing trained twice
+    assert len({arch for arch, _, _ in total}) == len(total)
+
+
+# ---- the replay file -------------------------------------------------------------------------------------
+
+
+def test_measured_csv_round_trips_and_replays_only_what_it_holds(tmp_path: Path) -> None:
+    cell = NB201Architecture.from_index(7)
+    rows = [
+        MeasuredEvaluation(cell.to_str(), "proxy", 0.1 + 0.2, 41.7, 5),
+        MeasuredEvaluation(cell.to_str(), "zero_cost:live_params", None, 0.02, 0),
+    ]
+    path = write_measured_csv(tmp_path / "m.csv", rows, ["made by: a test"])
+    assert read_measured_csv(path) == rows and path.read_text().startswith("# made by: a test\narch,")
+    result = ReplayEvaluator(path, "proxy").evaluate(cell, seed=123)
+    assert (result.status, result.metrics, result.cost_s, result.seed) == (
+        "ok",
+        {"val_accuracy": 0.1 + 0.2},
+        41.7,
+        5,
+    )
+    with pytest.raises(DatasetError, match=r"not in .* at fidelity 'proxy' \(1 rows there\)"):
+        ReplayEvaluator(path, "proxy").evaluate(NB201Architecture.from_index(8), seed=0)
+    with pytest.raises(
+        DatasetError, match=r"has no row at fidelity 'smoke'; it has \['proxy', 'zero_cost:live_params'\]"
+    ):
+        ReplayEvaluator(path, "smoke")
+    path.write_text(path.read_text() + f"{cell.to_str()},proxy,0.5,1.0,0\n")
+    with pytest.raises(DatasetError, match="on lines 3 and 5"):
+        read_measured_csv(path)
+
+
+# ---- bad arguments ---------------------------------------------------------------------------------------
+
+
+BAD = [
+    (["--policies", "random,rnadom"], "--policies entry='rnadom' is not allowed", "Did you mean 'random'?"),
+    (["--policies", "halving"], "--policies entry='halving' is not allowed", "'local_search'"),
+    (
+        ["--fidelity", "proxi"],
+        "--fidelity='proxi' is not allowed; expected one of ['paper', 'proxy', 'smoke']",
+        "Did you mean 'proxy'?",
+    ),
+    (["--promote", "papr"], "--promote entry='papr' is not allowed", "Did you mean 'paper'?"),
+    (["--time-budget", "0"], "--time-budget 0 must be a positive number of seconds", ""),
+    (["--time-budget", "-60"], "--time-budget -60 must be a positive number of seconds", ""),
+    (["--workers", "0"], "--workers 0 must be at least 1", ""),
+    (["--replay", "nowhere.csv"], "--replay nowhere.csv: no such file (write one with --export)", ""),
+    (
+        ["--agent-kwargs", "evolution.population_size=5"],
+        "--agent-kwargs evolution.population_size=5",
+        "POLICY in ['random']",
+    ),
+    (["--agent-kwargs", "random.nonsense=1"], "--policies random", "unknown setting 'nonsense'"),
+]
+
+
+@pytest.mark.parametrize(("extra", "message", "hint"), BAD)
+def test_bad_arguments_give_one_line(
+    table: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str, hint: str
+) -> None:
+    base = ["--out", str(tmp_path / "out"), "--table", table, "--policies", "random", "--time-budget", "60"]
+    assert bench.main(["--no-progress", *base, *extra]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("bench_search: error: "), err
+    assert message in err and hint in err
+
+
+def test_a_missing_budget_and_a_replay_without_the_fidelity_give_one_line(
+    table: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert bench.main(["--out", str(tmp_path / "a"), "--table", table]) == 2
+    assert (
+        capsys.readouterr().err
+        == "bench_search: error: --time-budget SECONDS is required (wall-clock seconds per run)\n"
+    )
+    path = write_measured_csv(
+        tmp_path / "m.csv",
+        [MeasuredEvaluation(NB201Architecture.from_index(0).to_str(), "proxy", 0.5, 1.0, 0)],
+    )
+    args = ["--out", str(tmp_path / "b"), "--table", table, "--time-budget", "60", "--replay", str(path)]
+    assert bench.main([*args, "--fidelity", "smoke"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "has no row at fidelity 'smoke'; it has ['proxy']" in err
+    path.write_text("arch,score\n")
+    assert bench.main(args) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "expected the header arch,fidelity,score,seconds,seed" in err
