@@ -46,12 +46,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from agents.base import AGENT_NAMES, torch_threads
+from agents.base import AGENT_NAMES
 from nas_env.errors import EvaluationError, NASEnvError, check_choice
 from nas_env.evaluators.replay import ZERO_COST_PREFIX
 from nas_env.evaluators.tabular import find_nb201_table, load_nb201_table
 from nas_env.evaluators.zero_cost import ZERO_COST_METRIC
 from nas_env.search_spaces.nb201 import NUM_CELLS, NB201Architecture
+from nas_env.threads import torch_threads
 from nas_env.training.calibration import cpu_model
 from nas_env.training.recipes import NB201_FIDELITIES
 from scripts._cli import (

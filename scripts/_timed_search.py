@@ -29,7 +29,7 @@ import gymnasium as gym
 from tqdm import tqdm
 
 import nas_env  # noqa: F401 - registers the envs (also in spawned workers)
-from agents.base import Evaluation, SearchAgent, make_agent, torch_threads
+from agents.base import Evaluation, SearchAgent, make_agent
 from agents.screen import ZeroCostScreen
 from nas_env.backends import limit_threads
 from nas_env.envs.token_env import TokenNASEnv
@@ -45,6 +45,7 @@ from nas_env.evaluators.zero_cost import ZERO_COST_METRIC
 from nas_env.rewards import get_reward
 from nas_env.search_spaces.nb201 import NB201SearchSpace
 from nas_env.store import ResultsStore
+from nas_env.threads import torch_threads
 
 REPLAY_ENV_ID = "NAS-Bench-201-Replay-v0"
 

@@ -21,8 +21,9 @@ import nas_env  # noqa: F401 - registers the envs
 from agents import make_agent
 from nas_env.evaluators.cifar import CifarTrainingEvaluator
 from nas_env.evaluators.nb201_synthetic import write_nb201_table
-from nas_env.evaluators.nb201_training import NB201TrainingEvaluator
+from nas_env.evaluators.nb201_training import NB201_NETWORKS, NB201TrainingEvaluator
 from nas_env.threads import torch_threads
+from nas_env.training.recipes import FIDELITIES, NB201_FIDELITIES
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = Path(__file__).parent / "fixtures" / "golden_22.json"
@@ -31,18 +32,21 @@ VOLATILE = frozenset({"train_seconds", "cost_s"})
 """Info keys that measure wall-clock time in trained episodes (table costs are table values: kept)."""
 
 FINGERPRINT_ENVS: dict[str, tuple[str, dict[str, Any]]] = {
-    "cifar-proxy": ("NAS-CIFAR10-v0", {"fidelity": "proxy"}),
+    "cifar-proxy": ("NAS-CIFAR10-v0", {"fidelity": FIDELITIES["proxy"].replace(precision="bf16")}),
     "cifar-smoke": ("NAS-CIFAR10-v0", {"fidelity": "smoke"}),
     "cifar-shared": ("NAS-CIFAR10-v0", {"weight_sharing": True}),
     "cifar-shared-variant": (
         "NAS-CIFAR10-v0",
         {"weight_sharing": True, "shared_steps": 3, "valid_batch": 64, "predict_stride": True},
     ),
-    "nb201-proxy": ("NAS-Bench-201-v0", {"table_path": None}),
     "nb201-smoke": ("NAS-Bench-201-v0", {"table_path": None, "fidelity": "smoke", "test_images": 64}),
     "ptb-paper": ("NAS-PTB-v0", {"fidelity": "paper"}),
 }
 """Envs whose evaluator fingerprint (the cache key) is recorded; none of them loads data to say it.
+
+The proxies' ``precision="auto"`` resolves by a timing on the machine (bf16 where it is faster), and
+the resolved precision is part of the key: they were recorded on a CPU where auto meant bf16, so
+they are made with bf16 spelled out, which gives the same key on every machine.
 
 The ``paper`` presets of the CNN envs are recorded from their evaluators: making such an env times
 the recipe on this CPU to warn of its cost, which would take most of this test's time."""
@@ -69,6 +73,12 @@ def fingerprints() -> dict[str, str]:
     out = {
         "cifar-paper": CifarTrainingEvaluator("paper").fingerprint,
         "nb201-paper": NB201TrainingEvaluator("paper").fingerprint,
+        # The NB201 env's default trained mode: the proxy preset and its network, bf16 spelled out.
+        "nb201-proxy": NB201TrainingEvaluator(
+            NB201_FIDELITIES["proxy"].replace(precision="bf16"),
+            channels=NB201_NETWORKS["proxy"][0],
+            cells_per_stage=NB201_NETWORKS["proxy"][1],
+        ).fingerprint,
     }
     for name, (env_id, kwargs) in FINGERPRINT_ENVS.items():
         env = gym.make(env_id, **kwargs)

@@ -33,7 +33,7 @@ from typing import Any
 
 from nas_env.errors import DatasetError
 from nas_env.evaluators.base import Evaluator
-from nas_env.type_aliases import EvalResult, Metric
+from nas_env.records import EvalResult, Metric
 
 MEASURED_COLUMNS: tuple[str, ...] = ("arch", "fidelity", "score", "seconds", "seed")
 """The header of a measured-evaluations CSV, in order."""
