@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing as mp
-import queue
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +28,6 @@ from tqdm import tqdm
 import nas_env  # noqa: F401 - registers the envs (also in spawned workers)
 from agents.base import Evaluation, SearchAgent, make_agent
 from agents.screen import ZeroCostScreen
-from nas_env.backends import limit_threads
 from nas_env.envs.token_env import TokenNASEnv
 from nas_env.evaluation import Evaluation as EvaluationService
 from nas_env.evaluators.replay import (
@@ -46,6 +42,7 @@ from nas_env.rewards import get_reward
 from nas_env.search_spaces.nb201 import NB201SearchSpace
 from nas_env.store import ResultsStore
 from nas_env.threads import torch_threads
+from scripts._jobs import run_jobs
 
 REPLAY_ENV_ID = "NAS-Bench-201-Replay-v0"
 
@@ -217,18 +214,6 @@ def run_job(job: Job, progress: Callable[[float], object] | None = None) -> RunR
 
 # ---- runs side by side -----------------------------------------------------------------------------
 
-_PROGRESS: Any = None
-
-
-def _init_worker(progress_queue: Any) -> None:
-    global _PROGRESS
-    _PROGRESS = progress_queue
-    limit_threads(1)
-
-
-def _run_in_worker(job: Job) -> RunResult:
-    return run_job(job, _PROGRESS.put)
-
 
 def _announce(bar: tqdm, result: RunResult) -> None:
     bar.write(
@@ -244,38 +229,7 @@ def run_all(jobs: Sequence[Job], workers: int, bar: tqdm) -> list[RunResult]:
         Exception: The first failed run's error (e.g. a replay's missing evaluation); runs not
             started yet are cancelled.
     """
-    if workers == 1:
-        results = []
-        for job in jobs:
-            results.append(run_job(job, bar.update))
-            _announce(bar, results[-1])
-        return results
-    ctx = mp.get_context("spawn")  # no fork after torch started its thread pools
-    progress_queue = ctx.Queue()
-    with ProcessPoolExecutor(
-        workers, mp_context=ctx, initializer=_init_worker, initargs=(progress_queue,)
-    ) as pool:
-        futures = [pool.submit(_run_in_worker, job) for job in jobs]
-        pending = set(futures)
-        try:
-            while pending:
-                finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                _drain(progress_queue, bar)
-                for future in finished:
-                    _announce(bar, future.result())
-        except BaseException:  # runs not started are cancelled; those in flight end (and store) first
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        _drain(progress_queue, bar)
-        return [future.result() for future in futures]
-
-
-def _drain(progress_queue: Any, bar: tqdm) -> None:
-    while True:
-        try:
-            bar.update(progress_queue.get_nowait())
-        except queue.Empty:
-            return
+    return run_jobs(run_job, jobs, workers, bar, on_result=lambda result: _announce(bar, result))
 
 
 # ---- measured evaluations: export and replay ---------------------------------------------------------

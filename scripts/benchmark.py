@@ -31,11 +31,9 @@ import argparse
 import json
 import math
 import multiprocessing as mp
-import queue
 import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -56,6 +54,7 @@ from scripts._cli import (
     given_values,
     make_env,
 )
+from scripts._jobs import run_jobs
 from scripts._plan import evaluation_of
 
 RUNS, SUMMARY, CURVES, CONFIG = "runs.csv", "summary.md", "curves.png", "config.json"
@@ -142,13 +141,11 @@ def run_job(job: Job, progress: Callable[[float], None] | None = None) -> tuple[
 
 # ---- many runs in parallel ------------------------------------------------------------------------------
 
-_PROGRESS: Any = None
-
 
 class _Batched:
     """Sends progress to the parent at most every 0.2 s (a queue put per tabular lookup would dominate)."""
 
-    def __init__(self, sink: Callable[[int], Any]) -> None:
+    def __init__(self, sink: Callable[[float], object]) -> None:
         self.sink, self.pending, self.last = sink, 0.0, time.monotonic()
 
     def __call__(self, amount: float) -> None:
@@ -164,51 +161,19 @@ class _Batched:
         self.pending, self.last = self.pending - whole, time.monotonic()
 
 
-def _init_worker(progress_queue: Any) -> None:
-    global _PROGRESS
-    _PROGRESS = progress_queue
-    torch.set_num_threads(1)
-
-
-def _run_in_worker(job: Job) -> tuple[list[dict[str, Any]], float]:
-    progress = _Batched(_PROGRESS.put)
+def _run_batched(job: Job, progress: Callable[[float], object]) -> tuple[list[dict[str, Any]], float]:
+    batched = _Batched(progress)
     try:
-        return run_job(job, progress)
+        return run_job(job, batched)
+    except Exception as error:
+        raise RuntimeError(f"run {job.policy} seed {job.seed} failed: {error}") from error
     finally:
-        progress.flush()
-
-
-def _drain(progress_queue: Any, bar: tqdm) -> None:
-    while True:
-        try:
-            bar.update(progress_queue.get_nowait())
-        except queue.Empty:
-            return
+        batched.flush()
 
 
 def run_all(jobs: Sequence[Job], workers: int, bar: tqdm) -> list[tuple[list[dict[str, Any]], float]]:
     """Run every job, in ``workers`` spawned processes (or in this one for ``workers == 1``)."""
-    if workers == 1:
-        progress = _Batched(bar.update)
-        results = [run_job(job, progress) for job in jobs]
-        progress.flush()
-        return results
-    ctx = mp.get_context("spawn")  # no fork after torch started its thread pools
-    progress_queue = ctx.Queue()
-    with ProcessPoolExecutor(
-        workers, mp_context=ctx, initializer=_init_worker, initargs=(progress_queue,)
-    ) as pool:
-        futures: dict[Future[Any], Job] = {pool.submit(_run_in_worker, job): job for job in jobs}
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            _drain(progress_queue, bar)
-            for future in done:
-                if future.exception() is not None:
-                    job = futures[future]
-                    raise RuntimeError(f"run {job.policy} seed {job.seed} failed: {future.exception()}")
-        _drain(progress_queue, bar)
-        return [future.result() for future in futures]
+    return run_jobs(_run_batched, jobs, workers, bar)
 
 
 # ---- command line --------------------------------------------------------------------------------------
