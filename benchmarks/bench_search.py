@@ -71,6 +71,7 @@ from scripts._timed_search import (
     RunResult,
     build_agent,
     export_measured,
+    import_measured,
     replay_screen_store,
     run_all,
     screen_of,
@@ -131,6 +132,8 @@ class BenchSearchConfig:
     """Write the store's measured evaluations at these fidelities to this CSV."""
     replay: str | None = None
     """Answer evaluations from this measured-evaluations CSV (no training; a missing one is an error)."""
+    import_csv: str | None = None
+    """Add this measured-evaluations CSV's evaluations to --store first (continue a measurement)."""
     device: str = "cpu"
     """Where children train."""
     progress: bool = True
@@ -158,6 +161,10 @@ class BenchSearchConfig:
             raise UsageError(f"--max-evaluations {self.max_evaluations} must be at least 1")
         if self.replay is not None and not Path(self.replay).is_file():
             raise UsageError(f"--replay {self.replay}: no such file (write one with --export)")
+        if self.import_csv is not None and not Path(self.import_csv).is_file():
+            raise UsageError(f"--import-csv {self.import_csv}: no such file (write one with --export)")
+        if self.replay is not None and self.import_csv is not None:
+            raise UsageError("--import-csv fills the store that training uses; a --replay run trains nothing")
         if self.replay is not None and self.export is not None:
             raise UsageError("--export writes the store's evaluations; a --replay run has none of its own")
         self.overrides()
@@ -216,7 +223,7 @@ def prepare(config: BenchSearchConfig) -> tuple[list[Job], Labels]:
         labels[env.unwrapped.evaluator.fingerprint] = (fidelity, "val_accuracy")  # type: ignore[attr-defined]
         if fidelity != config.fidelity:
             env.close()
-    jobs: list[Job] = []
+    bases: list[Job] = []
     for policy in config.policy_list:
         job = Job(
             policy, 0, env_id, {**kwargs, "fidelity": config.fidelity}, overrides[policy],
@@ -232,8 +239,10 @@ def prepare(config: BenchSearchConfig) -> tuple[list[Job], Labels]:
         if screen is not None:
             labels[screen.key] = (ZERO_COST_PREFIX + screen.evaluator.zero_cost, ZERO_COST_METRIC)
             job.overrides.setdefault("screen_cache", screen_store)
-        jobs += [Job(**{**asdict(job), "seed": seed}) for seed in range(config.seeds)]
+        bases.append(job)
     env.close()
+    # Seed by seed, so a benchmark stopped early holds every policy at the same seeds.
+    jobs = [Job(**{**asdict(job), "seed": seed}) for seed in range(config.seeds) for job in bases]
     return jobs, labels
 
 
@@ -360,6 +369,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"CPU {cpu_model()}, load average {os.getloadavg()[0]:.1f}",
         flush=True,
     )
+    if config.import_csv is not None:
+        added, kept = import_measured(config.import_csv, config.store_path, labels)
+        print(f"imported {added} measured evaluations from {config.import_csv} ({kept} already in the store)")
     total = len(jobs) * float(config.time_budget or 0)
     try:
         shown = "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}]"
@@ -373,27 +385,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"\nbench_search: stopped; finished evaluations are in {config.store_path}: rerun to continue",
             file=sys.stderr,
         )
+        _export(config, labels, command)
         return 130
     figures = judge(results, table)
     text = summary(config, results, figures, table, command)
     write_runs(out / "runs.csv", results, figures)
     (out / "summary.md").write_text(text)
     print(text)
-    if config.export:
-        made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        comments = [
-            f"measured evaluations of {ENV_ID}, trained mode: per arch and fidelity its first stored success",
-            f"made by: {command}",
-            f"CPU: {cpu_model()}, {os.cpu_count()} cores; {config.workers} one-thread worker processes; "
-            f"device {config.device}; torch {torch.__version__}",
-            f"date: {made}; load average {os.getloadavg()[0]:.1f}; commit: {git_commit() or 'unknown'}",
-            f"store: {config.store_path}",
-            "score: validation accuracy (fraction), the zero-cost score on zero_cost: rows, empty: failed",
-            "replay: the same command with --replay THIS_FILE in place of --export (and its own --out)",
-        ]
-        count = export_measured(config.store_path, labels, config.export, comments)
-        print(f"exported {count} measured evaluations to {config.export}")
+    _export(config, labels, command)
     return 0
+
+
+def _export(config: BenchSearchConfig, labels: Labels, command: str) -> None:
+    """``--export``: the store's measured evaluations at the benchmark's fidelities, as a CSV."""
+    if not config.export:
+        return
+    made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    comments = [
+        f"measured evaluations of {ENV_ID}, trained mode: per arch and fidelity its first stored success",
+        f"made by: {command}",
+        f"CPU: {cpu_model()}, {os.cpu_count()} cores; {config.workers} one-thread worker processes; "
+        f"device {config.device}; torch {torch.__version__}",
+        f"date: {made}; load average {os.getloadavg()[0]:.1f}; commit: {git_commit() or 'unknown'}",
+        f"store: {config.store_path}",
+        "score: validation accuracy (fraction), the zero-cost score on zero_cost: rows, empty: failed",
+        "replay: the same command with --replay THIS_FILE in place of --export (and its own --out)",
+    ]
+    count = export_measured(config.store_path, labels, config.export, comments)
+    print(f"exported {count} measured evaluations to {config.export}", flush=True)
 
 
 if __name__ == "__main__":

@@ -284,3 +284,31 @@ def export_measured(store_path: str, labels: Labels, path: str, comments: Sequen
         rows.append(MeasuredEvaluation(arch, label, score, float(str(row["cost_s"])), int(str(row["seed"]))))
     write_measured_csv(path, rows, comments)
     return len(rows)
+
+
+def import_measured(path: str, store_path: str, labels: Labels) -> tuple[int, int]:
+    """Add a measured-evaluations CSV's successes at ``labels``' fidelities to the store.
+
+    Continues a measurement elsewhere (another session, another clone): the runs then find these
+    cells in the store and are charged their measured seconds, as if this store had trained them.
+    Failed rows are skipped (a store retrains a failed child); a cell already in the store keeps its
+    own value. The stored reward is the score: the validation accuracy (the benchmark's
+    ``reward="accuracy"``) or the zero-cost score.
+
+    Returns:
+        ``(rows added, rows whose cell the store already held)``.
+    """
+    keys = {label: (fingerprint, metric) for fingerprint, (label, metric) in labels.items()}
+    added = kept = 0
+    store = ResultsStore(store_path)
+    for row in read_measured_csv(path):
+        if row.score is None or row.fidelity not in keys:
+            continue
+        fingerprint, metric = keys[row.fidelity]
+        if store.lookup(row.arch, fingerprint) is not None:
+            kept += 1
+            continue
+        store.add(row.arch, fingerprint, row.to_result(metric), row.score)
+        added += 1
+    store.close()
+    return added, kept

@@ -202,6 +202,38 @@ def test_a_screened_policy_is_charged_its_zero_cost_scores_and_replays(table: st
     assert (replayed["arch"], replayed["charged_s"]) == (row["arch"], row["charged_s"])
 
 
+def test_an_imported_export_continues_the_measurement_in_a_fresh_store(
+    first_run: tuple[Path, dict[str, str]], table: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--import-csv fills a new store from another store's export: the runs find every cell there."""
+    store = copy_store(first_run[0], tmp_path / "store.sqlite")
+    budget = ("--time-budget", "1000", "--max-evaluations", "4")
+    exported = tmp_path / "measured.csv"
+    original = run(tmp_path / "a", *common(table, store, *budget, "--export", str(exported)))
+    fresh = tmp_path / "fresh.sqlite"
+    capsys.readouterr()
+    [again] = run(tmp_path / "b", *common(table, fresh, *budget, "--import-csv", str(exported)))
+    said = capsys.readouterr().out
+    assert f"imported 4 measured evaluations from {exported} (0 already in the store)" in said
+    assert again["trained"] == "0" and stored(fresh) == stored(store)
+    for key in ("arch", "reward", "evaluations", "charged_s", "clock_s", "test_acc_200ep", "rank"):
+        assert again[key] == original[0][key], key
+    run(tmp_path / "c", *common(table, fresh, *budget, "--import-csv", str(exported)))
+    assert "imported 0 measured evaluations" in capsys.readouterr().out and len(stored(fresh)) == 4
+
+
+def test_runs_go_seed_by_seed(table: str, tmp_path: Path) -> None:
+    """A benchmark stopped early holds every policy at the same seeds."""
+    config = bench.parse_config(
+        ["--out", str(tmp_path), "--table", table, "--policies", "random,local_search", "--seeds", "2",
+         "--time-budget", "60", "--fidelity", "smoke"]
+    )  # fmt: skip
+    jobs, _ = bench.prepare(config)
+    assert [(job.policy, job.seed) for job in jobs] == [
+        ("random", 0), ("local_search", 0), ("random", 1), ("local_search", 1)
+    ]  # fmt: skip
+
+
 # ---- successive halving, the real table, the command line, resume ----------------------------------------
 
 
@@ -349,6 +381,8 @@ BAD = [
     (["--time-budget", "-60"], "--time-budget -60 must be a positive number of seconds", ""),
     (["--workers", "0"], "--workers 0 must be at least 1", ""),
     (["--replay", "nowhere.csv"], "--replay nowhere.csv: no such file (write one with --export)", ""),
+    (["--import-csv", "nowhere.csv"], "--import-csv nowhere.csv: no such file (write one with --export)", ""),
+    (["--import-csv", __file__, "--replay", __file__], "a --replay run trains nothing", ""),
     (
         ["--agent-kwargs", "evolution.population_size=5"],
         "--agent-kwargs evolution.population_size=5",
