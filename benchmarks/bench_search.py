@@ -38,12 +38,10 @@ import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from agents.base import AGENT_NAMES
@@ -385,34 +383,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"\nbench_search: stopped; finished evaluations are in {config.store_path}: rerun to continue",
             file=sys.stderr,
         )
-        _export(config, labels, command)
-        return 130
-    figures = judge(results, table)
-    text = summary(config, results, figures, table, command)
-    write_runs(out / "runs.csv", results, figures)
-    (out / "summary.md").write_text(text)
-    print(text)
-    _export(config, labels, command)
-    return 0
-
-
-def _export(config: BenchSearchConfig, labels: Labels, command: str) -> None:
-    """``--export``: the store's measured evaluations at the benchmark's fidelities, as a CSV."""
-    if not config.export:
-        return
-    made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    comments = [
-        f"measured evaluations of {ENV_ID}, trained mode: per arch and fidelity its first stored success",
-        f"made by: {command}",
-        f"CPU: {cpu_model()}, {os.cpu_count()} cores; {config.workers} one-thread worker processes; "
-        f"device {config.device}; torch {torch.__version__}",
-        f"date: {made}; load average {os.getloadavg()[0]:.1f}; commit: {git_commit() or 'unknown'}",
-        f"store: {config.store_path}",
-        "score: validation accuracy (fraction), the zero-cost score on zero_cost: rows, empty: failed",
-        "replay: the same command with --replay THIS_FILE in place of --export (and its own --out)",
-    ]
-    count = export_measured(config.store_path, labels, config.export, comments)
-    print(f"exported {count} measured evaluations to {config.export}", flush=True)
+        results = []
+    if results:
+        figures = judge(results, table)
+        text = summary(config, results, figures, table, command)
+        write_runs(out / "runs.csv", results, figures)
+        (out / "summary.md").write_text(text)
+        print(text)
+    if config.export:  # also when stopped: every evaluation finished so far
+        count = export_measured(config, labels, command)
+        print(f"exported {count} measured evaluations to {config.export}", flush=True)
+    return 0 if results else 130
 
 
 if __name__ == "__main__":

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import torch
 from tqdm import tqdm
 
 import nas_env  # noqa: F401 - registers the envs (also in spawned workers)
@@ -42,6 +45,8 @@ from nas_env.rewards import get_reward
 from nas_env.search_spaces.nb201 import NB201SearchSpace
 from nas_env.store import ResultsStore
 from nas_env.threads import torch_threads
+from nas_env.training.calibration import cpu_model
+from scripts._cli import git_commit
 from scripts._jobs import run_jobs
 
 REPLAY_ENV_ID = "NAS-Bench-201-Replay-v0"
@@ -259,15 +264,33 @@ def replay_screen_store(replay: str, path: Path) -> str:
     return str(path)
 
 
-def export_measured(store_path: str, labels: Labels, path: str, comments: Sequence[str]) -> int:
-    """Write the store's evaluations at ``labels``' fingerprints to a measured-evaluations CSV.
+def export_measured(config: Any, labels: Labels, command: str) -> int:
+    """Write the store's evaluations at ``labels``' fingerprints to the ``--export`` CSV of ``config``.
 
     Per architecture and fingerprint: its first success (what every cache hit returned), or its
-    first failure when it never succeeded.
+    first failure when it never succeeded. Comment lines say how, where and when it was measured.
+
+    Args:
+        config: The benchmark's settings (``BenchSearchConfig``: ``export``, ``store_path``,
+            ``workers``, ``device``).
+        labels: Fingerprint -> (fidelity label, metric), from the benchmark's envs and screens.
+        command: The command line, recorded in the file.
 
     Returns:
         The number of rows written.
     """
+    made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    comments = [
+        "measured evaluations of NAS-Bench-201-v0, trained mode: per arch and fidelity its first success",
+        f"made by: {command}",
+        f"CPU: {cpu_model()}, {os.cpu_count()} cores; {config.workers} one-thread worker processes; "
+        f"device {config.device}; torch {torch.__version__}",
+        f"date: {made}; load average {os.getloadavg()[0]:.1f}; commit: {git_commit() or 'unknown'}",
+        f"store: {config.store_path}",
+        "score: validation accuracy (fraction), the zero-cost score on zero_cost: rows, empty: failed",
+        "replay: the same command with --replay THIS_FILE in place of --export (and its own --out)",
+    ]
+    store_path, path = config.store_path, config.export
     chosen: dict[tuple[str, str], dict[str, Any]] = {}
     store = ResultsStore(store_path)
     for row in store.rows():

@@ -336,6 +336,33 @@ def test_a_killed_benchmark_resumes_from_its_store(table: str, tmp_path: Path, d
     assert len({arch for arch, _, _ in total}) == len(total)
 
 
+@pytest.mark.slow
+def test_ctrl_c_stops_the_benchmark_and_still_exports(table: str, tmp_path: Path, data_dir: Path) -> None:
+    store, exported = tmp_path / "store.sqlite", tmp_path / "measured.csv"
+    budget = ("--time-budget", "100000", "--max-evaluations", "30")
+    args = common(table, store, *budget, "--export", str(exported))
+    process = subprocess.Popen(
+        command(*args, "--workers", "1", "--out", str(tmp_path / "a")),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while process.poll() is None and time.monotonic() < deadline:
+        if store.exists() and len(stored(store)) >= 3:
+            break
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's process group
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-3000:]
+    assert f"bench_search: stopped; finished evaluations are in {store}: rerun to continue" in err
+    kept = stored(store)
+    assert [(r.arch, r.seconds) for r in read_measured_csv(exported)] == [(a, c) for a, status, c in kept]
+    assert f"exported {len(kept)} measured evaluations to {exported}" in out
+
+
 # ---- the replay file -------------------------------------------------------------------------------------
 
 
