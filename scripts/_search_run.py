@@ -111,13 +111,17 @@ class RunWriter:
         """The ``nas-retrain`` command that trains ``evaluation``'s child again with its seed and fidelity.
 
         At the search's fidelity and seed it gives the same validation accuracy, plus the test
-        accuracy; ``--fidelity paper`` trains it with the paper's full recipe instead.
+        accuracy; ``--fidelity paper`` trains it with the paper's full recipe instead. A zero-cost
+        search never trained its children: its command trains at ``proxy``, the cheapest preset
+        that ranks (``nas-retrain`` has no zero-cost mode).
         """
         space = self.plan.retrain_space
         if space is None or self.plan.fidelity is None:
             return None
         rung = evaluation.info.get("fidelity")  # successive halving: the rung's fidelity
         fidelity = rung if isinstance(rung, str) and rung != "base" else self.plan.fidelity
+        if fidelity == "zero_cost":
+            fidelity = "proxy"
         command = "nas-retrain" + ("" if space == "cnn" else f" --space {space}")
         seed = evaluation.info.get("seed")
         seed_flag = f" --seed {seed}" if isinstance(seed, int) else ""

@@ -132,3 +132,16 @@ def test_the_default_search_trains_two_children_at_once_and_repeats_itself(tmp_p
         assert json.loads((out / "config.json").read_text())["search"]["backend"] == "pool"
         runs.append([(r["index"], r["arch"], r["reward"]) for r in read_csv(out)])
     assert runs[0] == runs[1] and len(runs[0]) == 8
+
+
+def test_a_zero_cost_search_suggests_a_retrain_that_trains(tmp_path) -> None:
+    """nas-retrain has no zero-cost mode: best.json's command trains the child at proxy."""
+    out = tmp_path / "zc"
+    argv = ["--env-kwargs", "fidelity=zero_cost", "zero_cost=params", "--agent", "random", "--budget", "2",
+            "--seed", "0", "--out", str(out), "--no-progress"]  # fmt: skip
+    assert search.main(argv) == 0
+    best = json.loads((out / "best.json").read_text())
+    assert best["fidelity"] == "zero_cost"
+    for entry in best["top"]:
+        expected = f'nas-retrain --arch "{entry["arch"]}" --fidelity proxy --seed {entry["seed"]}'
+        assert entry["retrain"] == expected
