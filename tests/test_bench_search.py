@@ -144,19 +144,28 @@ def test_the_evaluation_that_would_pass_the_budget_is_dropped(
 # ---- export and replay -----------------------------------------------------------------------------------
 
 
+BUDGET_4 = ("--time-budget", "1000", "--max-evaluations", "4")
+
+
+def export_first_run(
+    first_run: tuple[Path, dict[str, str]], table: str, tmp_path: Path
+) -> tuple[Path, Path, list[dict[str, str]]]:
+    """The first run again over a copy of its store, with --export: the store, the CSV, runs.csv."""
+    store = copy_store(first_run[0], tmp_path / "store.sqlite")
+    exported = tmp_path / "measured.csv"
+    return store, exported, run(tmp_path / "a", *common(table, store, *BUDGET_4, "--export", str(exported)))
+
+
 def test_export_then_replay_gives_the_same_figures_without_training(
     first_run: tuple[Path, dict[str, str]], table: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    store = copy_store(first_run[0], tmp_path / "store.sqlite")
-    budget = ("--time-budget", "1000", "--max-evaluations", "4")
-    exported = tmp_path / "measured.csv"
-    original = run(tmp_path / "a", *common(table, store, *budget, "--export", str(exported)))
+    store, exported, original = export_first_run(first_run, table, tmp_path)
     rows = read_measured_csv(exported)
     assert [(r.arch, r.seconds) for r in rows] == [(a, c) for a, _, c in stored(store)]
     assert {r.fidelity for r in rows} == {"smoke"} and all(0 <= (r.score or 0) <= 1 for r in rows)
     assert "# made by: python benchmarks/bench_search.py" in exported.read_text()
     replay = ("--table", table, "--policies", "random", "--seeds", "1", "--replay", str(exported))
-    replayed = run(tmp_path / "b", *replay, *budget)
+    replayed = run(tmp_path / "b", *replay, *BUDGET_4)
     for key in ("arch", "reward", "evaluations", "charged_s", "clock_s", "test_acc_200ep", "rank"):
         assert replayed[0][key] == original[0][key], key
     capsys.readouterr()
@@ -206,19 +215,16 @@ def test_an_imported_export_continues_the_measurement_in_a_fresh_store(
     first_run: tuple[Path, dict[str, str]], table: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """--import-csv fills a new store from another store's export: the runs find every cell there."""
-    store = copy_store(first_run[0], tmp_path / "store.sqlite")
-    budget = ("--time-budget", "1000", "--max-evaluations", "4")
-    exported = tmp_path / "measured.csv"
-    original = run(tmp_path / "a", *common(table, store, *budget, "--export", str(exported)))
+    store, exported, original = export_first_run(first_run, table, tmp_path)
     fresh = tmp_path / "fresh.sqlite"
     capsys.readouterr()
-    [again] = run(tmp_path / "b", *common(table, fresh, *budget, "--import-csv", str(exported)))
+    [again] = run(tmp_path / "b", *common(table, fresh, *BUDGET_4, "--import-csv", str(exported)))
     said = capsys.readouterr().out
     assert f"imported 4 measured evaluations from {exported} (0 already in the store)" in said
     assert again["trained"] == "0" and stored(fresh) == stored(store)
     for key in ("arch", "reward", "evaluations", "charged_s", "clock_s", "test_acc_200ep", "rank"):
         assert again[key] == original[0][key], key
-    run(tmp_path / "c", *common(table, fresh, *budget, "--import-csv", str(exported)))
+    run(tmp_path / "c", *common(table, fresh, *BUDGET_4, "--import-csv", str(exported)))
     assert "imported 0 measured evaluations" in capsys.readouterr().out and len(stored(fresh)) == 4
 
 
@@ -310,15 +316,15 @@ def test_command_line_with_two_worker_processes(table: str, tmp_path: Path, data
     assert len(stored(tmp_path / "results.sqlite")) >= 2
 
 
-@pytest.mark.slow
-def test_a_killed_benchmark_resumes_from_its_store(table: str, tmp_path: Path, data_dir: Path) -> None:
-    store = tmp_path / "store.sqlite"
-    args = common(table, store, "--time-budget", "100000", "--max-evaluations", "30")
+def stop_after_three(args: tuple[str, ...], store: Path, out: Path, sig: int) -> tuple[int, str, str]:
+    """Start the benchmark in its own process group, send ``sig`` to the group once 3 evaluations are
+    stored; its exit code, stdout and stderr."""
     process = subprocess.Popen(
-        command(*args, "--workers", "1", "--out", str(tmp_path / "a")),
+        command(*args, "--workers", "1", "--out", str(out)),
         cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,
     )
     deadline = time.monotonic() + 300
@@ -326,8 +332,16 @@ def test_a_killed_benchmark_resumes_from_its_store(table: str, tmp_path: Path, d
         if store.exists() and len(stored(store)) >= 3:
             break
         time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    os.killpg(process.pid, sig)
+    stdout, stderr = process.communicate(timeout=120)
+    return process.returncode, stdout, stderr
+
+
+@pytest.mark.slow
+def test_a_killed_benchmark_resumes_from_its_store(table: str, tmp_path: Path, data_dir: Path) -> None:
+    store = tmp_path / "store.sqlite"
+    args = common(table, store, "--time-budget", "100000", "--max-evaluations", "30")
+    stop_after_three(args, store, tmp_path / "a", signal.SIGKILL)
     kept = len(stored(store))
     assert kept >= 3
     [row] = run(tmp_path / "b", *args)
@@ -341,25 +355,12 @@ def test_ctrl_c_stops_the_benchmark_and_still_exports(table: str, tmp_path: Path
     store, exported = tmp_path / "store.sqlite", tmp_path / "measured.csv"
     budget = ("--time-budget", "100000", "--max-evaluations", "30")
     args = common(table, store, *budget, "--export", str(exported))
-    process = subprocess.Popen(
-        command(*args, "--workers", "1", "--out", str(tmp_path / "a")),
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 300
-    while process.poll() is None and time.monotonic() < deadline:
-        if store.exists() and len(stored(store)) >= 3:
-            break
-        time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's process group
-    out, err = process.communicate(timeout=120)
-    assert process.returncode == 130, err[-3000:]
+    # SIGINT to the group: what Ctrl-C sends to the terminal's foreground processes
+    code, out, err = stop_after_three(args, store, tmp_path / "a", signal.SIGINT)
+    assert code == 130, err[-3000:]
     assert f"bench_search: stopped; finished evaluations are in {store}: rerun to continue" in err
     kept = stored(store)
-    assert [(r.arch, r.seconds) for r in read_measured_csv(exported)] == [(a, c) for a, status, c in kept]
+    assert [(r.arch, r.seconds) for r in read_measured_csv(exported)] == [(a, c) for a, _, c in kept]
     assert f"exported {len(kept)} measured evaluations to {exported}" in out
 
 
