@@ -15,6 +15,8 @@ output is the same, only faster.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -90,15 +92,26 @@ class InferCell(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Sum each node's live inputs (a node without any is zeros, as NB201's sum of ``none``)."""
-        nodes: list[torch.Tensor | None] = [x] + [None] * (NUM_NODES - 1)
-        for k in self._live:
-            i, j = EDGES[k]
-            source = nodes[j]
-            out = self.edges[k](x.mul(0.0) if source is None else source)
-            previous = nodes[i]
-            nodes[i] = out if previous is None else previous + out
-        result = nodes[NUM_NODES - 1]
-        return x.mul(0.0) if result is None else result
+        return cell_forward(x, self._live, self.edges)
+
+
+def cell_forward(
+    x: torch.Tensor, live: Sequence[int], edges: Sequence[nn.Module] | nn.ModuleList
+) -> torch.Tensor:
+    """Run a cell on ``x``: node ``i`` sums ``edges[k](node_j)`` over its live edges ``k = (i, j)``.
+
+    ``edges[k]`` is the module of edge ``k`` (the standalone cell's, or the supernet's chosen op);
+    a node without live inputs is zeros, as NB201's sum of ``none`` edges.
+    """
+    nodes: list[torch.Tensor | None] = [x] + [None] * (NUM_NODES - 1)
+    for k in live:
+        i, j = EDGES[k]
+        source = nodes[j]
+        out = edges[k](x.mul(0.0) if source is None else source)
+        previous = nodes[i]
+        nodes[i] = out if previous is None else previous + out
+    result = nodes[NUM_NODES - 1]
+    return x.mul(0.0) if result is None else result
 
 
 class ResNetBasicBlock(nn.Module):

@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from nas_env.envs.token_env import TokenNASEnv
-from nas_env.evaluation import Evaluation, zero_cost_evaluation
+from nas_env.evaluation import Evaluation, SharedWeightEvaluation, zero_cost_evaluation
 from nas_env.evaluators.base import Evaluator
 from nas_env.evaluators.nb201_training import NB201TrainingEvaluator
 from nas_env.evaluators.tabular import (
@@ -15,9 +15,11 @@ from nas_env.evaluators.tabular import (
     TabularEvaluator,
     find_nb201_table,
 )
+from nas_env.evaluators.weight_sharing import NB201SharedWeightEvaluator
 from nas_env.evaluators.zero_cost import ZERO_COST_FIDELITY, check_zero_cost_unused
 from nas_env.rewards import get_reward
 from nas_env.search_spaces.nb201 import NB201SearchSpace
+from nas_env.training.nb201_weight_sharing import NB201SharedRecipe
 from nas_env.training.recipes import NB201_FIDELITIES, Fidelity
 
 AUTO_TABLE = "auto"
@@ -47,7 +49,12 @@ class NASBench201Env(TokenNASEnv):
       ``nas-bench-table`` builds one from NATS-Bench's files); ``table_path=PATH`` names a table;
     - **trained** (``table_path=None``, or ``fidelity=``/``test_images=`` given with the default
       ``table_path``): the network is trained on CIFAR-10 with the package's trainer at a
-      fidelity preset, through the same results store and cache.
+      fidelity preset, through the same results store and cache;
+    - **weight sharing** (``weight_sharing=True``): one supernet over every cell
+      (:mod:`nas_env.builders.nb201_supernet`) scores each child with its shared weights, then
+      trains them ``shared_steps`` steps on it (ENAS's alternation; ``shared_steps=0`` after a
+      ``warmup_steps`` of uniformly random cells is a one-shot search of an RSPS supernet).
+      Scores are logged to the store, never cached; ``docs/weight_sharing.md``.
 
     ## Action Space
 
@@ -102,6 +109,10 @@ class NASBench201Env(TokenNASEnv):
     |                |                 |                          | ("ensemble"; docs/zero_cost.md)          |
     | test_images    | int or None     | None                     | trained: test images scored (None:       |
     |                |                 |                          | the fidelity's valid_images)             |
+    | weight_sharing | bool            | False                    | score with a shared-weight supernet      |
+    | shared_steps   | int or None     | None (2)                 | weight sharing: steps per child          |
+    | valid_batch    | int or None     | None (128)               | weight sharing: images per score         |
+    | shared_kwargs  | dict or None    | None                     | other ``NB201SharedRecipe`` fields       |
 
     Setting an argument of the other mode to a non-default value raises ``ValueError``.
 
@@ -125,6 +136,7 @@ class NASBench201Env(TokenNASEnv):
       data roots) instead of trained mode; spaces, rewards and dynamics are unchanged. Trained
       mode's ``proxy`` now trains a reduced network (1 cell per stage) at 10k x 6 epochs, which
       ranks cells far better against the table (docs/fidelity.md); cached rewards are re-keyed.
+      ``weight_sharing`` added later (off by default: nothing else changed).
     """
 
     def __init__(
@@ -144,6 +156,10 @@ class NASBench201Env(TokenNASEnv):
         backend: str = "local",
         backend_kwargs: dict[str, Any] | None = None,
         zero_cost: str | None = None,
+        weight_sharing: bool = False,
+        shared_steps: int | None = None,
+        valid_batch: int | None = None,
+        shared_kwargs: dict[str, Any] | None = None,
     ) -> None:
         """Build the space, the evaluator of the chosen mode and the reward (see the table).
 
@@ -151,6 +167,33 @@ class NASBench201Env(TokenNASEnv):
             ValueError: A bad argument, or an argument of the other mode set.
             DatasetError: No table found (``table_path="auto"``), or the table is invalid.
         """
+        evaluation: Evaluation
+        shared = {"shared_steps": shared_steps, "valid_batch": valid_batch, "shared_kwargs": shared_kwargs}
+        shared = {k: v for k, v in shared.items() if v is not None}
+        if weight_sharing:
+            if table_path not in (None, AUTO_TABLE) or fidelity is not None or test_images is not None:
+                raise ValueError(
+                    f"weight_sharing=True scores cells with a supernet; table_path={table_path!r}, "
+                    f"fidelity={fidelity!r} and test_images={test_images!r} do not apply (leave them unset)"
+                )
+            if backend != "local":
+                raise ValueError(
+                    f"weight_sharing=True needs backend='local', got backend={backend!r}: the shared "
+                    "weights live in this process"
+                )
+            check_zero_cost_unused(zero_cost)
+            settings = {k: v for k, v in shared.items() if k != "shared_kwargs"}
+            recipe = NB201SharedRecipe.from_kwargs(**(dict(shared_kwargs or {}) | settings))
+            self._tabular = self._zero_cost = False
+            shared_evaluator = NB201SharedWeightEvaluator(recipe, data_dir, device, download)
+            evaluation = SharedWeightEvaluation(shared_evaluator, get_reward(reward), cache_path)
+            self.weight_sharing = True
+            super().__init__(NB201SearchSpace(), evaluation, strict_actions, render_mode)
+            return
+        if shared:
+            raise ValueError(
+                f"{sorted(shared)} only apply with weight_sharing=True (got weight_sharing=False)"
+            )
         if isinstance(table_path, str) and table_path == AUTO_TABLE:
             trained = fidelity is not None or test_images is not None
             table_path = None if trained else find_nb201_table(data_dir)
@@ -192,6 +235,8 @@ class NASBench201Env(TokenNASEnv):
                     test_images=test_images,
                 )
             evaluation = Evaluation(evaluator, get_reward(reward), cache_path, backend, backend_kwargs)
+        self.weight_sharing = False
+        """Whether children are scored with a shared-weight supernet."""
         super().__init__(NB201SearchSpace(), evaluation, strict_actions, render_mode)
 
     def fidelity_kwargs(self, fidelity: str) -> dict[str, Any]:

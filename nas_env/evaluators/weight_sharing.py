@@ -29,7 +29,10 @@ import torch
 from nas_env.data.cifar import SPLIT_SEED, find_cifar10, load_cifar10
 from nas_env.evaluators.base import Evaluator, resolve_device
 from nas_env.records import EvalResult, Metric
-from nas_env.search_spaces.cnn import CnnArchitecture, CnnSearchSpace
+from nas_env.search_spaces.base import SearchSpace
+from nas_env.search_spaces.cnn import CnnSearchSpace
+from nas_env.search_spaces.nb201 import NB201SearchSpace
+from nas_env.training.nb201_weight_sharing import NB201SharedRecipe, NB201SharedTrainer
 from nas_env.training.weight_sharing import SharedRecipe, SharedWeightTrainer
 
 SHARED_STEP = "shared_step"
@@ -51,10 +54,12 @@ class SharedWeightEvaluator(Evaluator):
     """
 
     metric_names: tuple[str, ...] = (Metric.VAL_ACCURACY.value, Metric.TRAIN_LOSS.value, SHARED_STEP)
+    trainer_cls: type[SharedWeightTrainer] = SharedWeightTrainer
+    """Builds the supernet of the space and trains it."""
 
     def __init__(
         self,
-        space: CnnSearchSpace,
+        space: SearchSpace[Any],
         recipe: SharedRecipe,
         data_dir: str | os.PathLike[str] | None = None,
         device: str | torch.device = "auto",
@@ -72,12 +77,17 @@ class SharedWeightEvaluator(Evaluator):
     @property
     def fingerprint(self) -> str:
         """Names what produced a score (split, recipe, space); not a cache key: scores are never looked up."""
-        space = self.space
-        payload = (
-            f"cifar10-split{SPLIT_SEED}-shared-{self.recipe.fingerprint}-offset{space.filter_offset}"
-            f"-stride{space.predict_stride}-skip{space.skip_connections}-pool{list(space.pool_after)}"
-        )
+        payload = f"cifar10-split{SPLIT_SEED}-shared-{self.recipe.fingerprint}-{self._space_key()}"
         return "shared-" + hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def _space_key(self) -> str:
+        """The space configuration, as part of the fingerprint."""
+        space = self.space
+        assert isinstance(space, CnnSearchSpace)
+        return (
+            f"offset{space.filter_offset}-stride{space.predict_stride}-skip{space.skip_connections}"
+            f"-pool{list(space.pool_after)}"
+        )
 
     def check_data(self) -> None:
         """Find CIFAR-10, downloading it when allowed, without loading it (``DatasetError`` if absent)."""
@@ -92,7 +102,7 @@ class SharedWeightEvaluator(Evaluator):
         """Create the shared weights from ``seed`` (loading CIFAR-10) if absent; return the trainer."""
         if self.trainer is None:
             data = load_cifar10(self.data_dir, download_missing=self.download)
-            self.trainer = SharedWeightTrainer(self.space, self.recipe, data, seed, self.device)
+            self.trainer = self.trainer_cls(self.space, self.recipe, data, seed, self.device)
             self.seed = int(seed)
         return self.trainer
 
@@ -123,7 +133,7 @@ class SharedWeightEvaluator(Evaluator):
             return EvalResult("failed", metrics, num_params, cost_s, error=error, seed=seed)
         return EvalResult("ok", metrics, num_params, time.perf_counter() - start, seed=seed)
 
-    def rank(self, archs: list[CnnArchitecture], images: int = 1000) -> list[float]:
+    def rank(self, archs: list[Any], images: int = 1000) -> list[float]:
         """Accuracies of ``archs`` with the current shared weights on the first ``images`` validation images.
 
         ENAS's last step: candidates are re-scored on more validation data with the final shared
@@ -147,3 +157,28 @@ class SharedWeightEvaluator(Evaluator):
         if not state:
             return
         self.start(int(state["seed"])).load_state_dict(state["trainer"])
+
+
+class NB201SharedWeightEvaluator(SharedWeightEvaluator):
+    """Weight sharing on NAS-Bench-201: one NB201 supernet (:mod:`nas_env.training.nb201_weight_sharing`).
+
+    Args:
+        recipe: Network, training and scoring settings.
+        data_dir, device, download: As for :class:`SharedWeightEvaluator`.
+    """
+
+    trainer_cls = NB201SharedTrainer
+    recipe: NB201SharedRecipe
+
+    def __init__(
+        self,
+        recipe: NB201SharedRecipe,
+        data_dir: str | os.PathLike[str] | None = None,
+        device: str | torch.device = "auto",
+        download: bool = True,
+    ) -> None:
+        """Keep the settings; the data is loaded and the supernet created on :meth:`start`."""
+        super().__init__(NB201SearchSpace(), recipe, data_dir, device, download)
+
+    def _space_key(self) -> str:
+        return "nb201"

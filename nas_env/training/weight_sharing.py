@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import torch
@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from nas_env.builders.supernet import CnnSupernet
 from nas_env.data.cifar import CifarSplits
 from nas_env.errors import check_choice
-from nas_env.search_spaces.cnn import CnnArchitecture, CnnSearchSpace
+from nas_env.search_spaces.base import SearchSpace
+from nas_env.search_spaces.cnn import CnnSearchSpace
 from nas_env.training.cifar import PAD, BatchAugment, downsample
 from nas_env.training.recipes import RESOLUTIONS, recipe_fingerprint
 
@@ -91,7 +92,7 @@ class SharedRecipe:
         check_choice("resolution", self.resolution, RESOLUTIONS)
 
     @classmethod
-    def from_kwargs(cls, **kwargs: Any) -> SharedRecipe:
+    def from_kwargs(cls, **kwargs: Any) -> Self:
         """Build from keyword arguments, naming an unknown one (with a "did you mean") and the allowed ones.
 
         Raises:
@@ -121,7 +122,7 @@ class SharedWeightTrainer:
 
     def __init__(
         self,
-        space: CnnSearchSpace,
+        space: SearchSpace[Any],
         recipe: SharedRecipe,
         data: CifarSplits,
         seed: int,
@@ -130,10 +131,9 @@ class SharedWeightTrainer:
         self.recipe = recipe
         self.device = torch.device(device)
         init_seed, train_seed, valid_seed = (int(s) for s in np.random.SeedSequence(seed).generate_state(3))
-        self.supernet = CnnSupernet(space, seed=init_seed).to(self.device)
+        self.supernet = self._build_supernet(space, init_seed).to(self.device)
         self.optimizer = torch.optim.SGD(
-            [{"params": [self.supernet.bias]}]
-            + [{"params": list(layer.parameters())} for layer in self.supernet.layers],
+            self._param_groups(),
             lr=recipe.lr,
             momentum=recipe.momentum,
             weight_decay=recipe.weight_decay,
@@ -150,7 +150,18 @@ class SharedWeightTrainer:
         self.step = 0
         """Shared-weight SGD steps taken so far (warm-up included)."""
 
-    def _grow(self, arch: CnnArchitecture) -> None:
+    def _build_supernet(self, space: SearchSpace[Any], seed: int) -> Any:
+        """The shared weights (subclasses build the supernet of their space)."""
+        assert isinstance(space, CnnSearchSpace)
+        return CnnSupernet(space, seed=seed)
+
+    def _param_groups(self) -> list[dict[str, Any]]:
+        """Optimizer groups: the classifier bias, then one per layer (layers added later get their own)."""
+        return [{"params": [self.supernet.bias]}] + [
+            {"params": list(layer.parameters())} for layer in self.supernet.layers
+        ]
+
+    def _grow(self, arch: Any) -> None:
         """Create the layers a deeper child needs and hand them to the optimizer."""
         for layer in self.supernet.grow(max(arch.num_layers, self.supernet.num_layers)):
             self.optimizer.add_param_group({"params": list(layer.parameters())})
@@ -158,9 +169,7 @@ class SharedWeightTrainer:
     # ---- scoring --------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def accuracy(
-        self, arch: CnnArchitecture, indices: torch.Tensor | None = None, batch: int = 1000
-    ) -> float:
+    def accuracy(self, arch: Any, indices: torch.Tensor | None = None, batch: int = 1000) -> float:
         """Accuracy of ``arch`` with the shared weights on validation images ``indices`` (default: all used).
 
         Batch norm normalises with the statistics of each batch of ``batch`` images; the scores
@@ -177,14 +186,14 @@ class SharedWeightTrainer:
             correct += int((logits.argmax(1) == self.valid_y[idx]).sum())
         return correct / len(indices)
 
-    def score(self, arch: CnnArchitecture) -> float:
+    def score(self, arch: Any) -> float:
         """Accuracy of ``arch`` on the next validation minibatch of the seeded stream (the reward)."""
         idx = torch.randperm(len(self.valid_x), generator=self.valid_gen)[: self.recipe.valid_batch]
         return self.accuracy(arch, idx, batch=self.recipe.valid_batch)
 
     # ---- training -------------------------------------------------------------------------------
 
-    def train(self, arch: CnnArchitecture, steps: int) -> float:
+    def train(self, arch: Any, steps: int) -> float:
         """Take ``steps`` SGD steps of the shared weights on child ``arch``; return their mean loss.
 
         A step whose loss is not finite is not applied (the shared weights stay usable).

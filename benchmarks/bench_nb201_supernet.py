@@ -1,0 +1,224 @@
+"""One-shot NAS-Bench-201 on a CPU: train a supernet, measure its ranking, search it, look the result up.
+
+For each seed, one run prints:
+
+1. **Training.** RSPS (Li & Talwalkar, UAI 2019): ``--steps`` SGD steps of the NB201 supernet
+   (:mod:`nas_env.builders.nb201_supernet`), each on a uniformly random cell, learning rate cosine
+   from ``--lr`` to 0. Every ``--eval-every`` steps, the Kendall τ of the supernet's accuracy on the
+   first ``--valid-images`` validation images against the table's 200-epoch test accuracy, on the
+   seeded sample ``nb201-sample{--sample-seed}`` (``--cells`` cells drawn without replacement by
+   ``np.random.default_rng(--sample-seed)``). The run checkpoints every ``--checkpoint-every``
+   steps under ``--out`` and continues from there when started again (SIGKILL loses at most that).
+2. **Ranking.** τ at the end with both batch-norm modes: statistics of the scored batch
+   (``bn_images=0``) and re-estimated on ``--bn-images`` training images per cell.
+3. **Search.** ``NAS-Bench-201-v0`` with ``weight_sharing=True, shared_steps=0`` loads the trained
+   supernet and an agent (``--agent``, default regularized evolution) searches ``--search-budget``
+   cells scored on ``--search-images`` validation images each; as ENAS does, the distinct top
+   ``--finalists`` are re-scored on ``--valid-images`` images and the best is returned. Its
+   200-epoch test accuracy and rank among the 15,625 cells come from the table, beside the published
+   weight-sharing rows of NB201's Table 5.
+
+Run: ``NAS_ENV_DATA=../shared/data python benchmarks/bench_nb201_supernet.py --steps 12000``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import nas_env  # noqa: F401 - registers the envs
+from agents import make_agent
+from nas_env.data.cifar import load_cifar10
+from nas_env.evaluators.tabular import find_nb201_table, load_nb201_table
+from nas_env.ranking import kendall_tau
+from nas_env.search_spaces.nb201 import NUM_CELLS, NB201Architecture, NB201SearchSpace
+from nas_env.training.nb201_weight_sharing import NB201SharedRecipe, NB201SharedTrainer
+
+TRUTH = "cifar10_test_acc_200ep"
+PUBLISHED = {  # NB201 (ICLR 2020) Table 5, CIFAR-10 test accuracy of the cell found, after GPU-hours
+    "DARTS / ENAS": 54.30,
+    "SETN": 86.19,
+    "RSPS": 87.66,
+    "GDAS": 93.61,
+    "random search (table)": 93.70,
+    "optimum": 94.37,
+}
+
+
+def parse_args() -> argparse.Namespace:
+    """Command-line settings (see the module docstring)."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1, one supernet each")
+    p.add_argument("--steps", type=int, default=12000, help="RSPS steps (one random cell each)")
+    p.add_argument("--lr", type=float, default=0.1, help="initial learning rate (cosine to 0)")
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--resolution", type=int, default=16, choices=(32, 16, 8))
+    p.add_argument("--channels", type=int, default=16)
+    p.add_argument("--cells-per-stage", type=int, default=1)
+    p.add_argument("--cells", type=int, default=100, help="cells in the seeded τ sample")
+    p.add_argument("--sample-seed", type=int, default=0)
+    p.add_argument("--valid-images", type=int, default=1000, help="images a cell is ranked on")
+    p.add_argument("--bn-images", type=int, default=500, help="images BN is re-estimated on (mode 2)")
+    p.add_argument("--eval-every", type=int, default=2000)
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--agent", default="evolution", help="search agent on the trained supernet")
+    p.add_argument("--search-budget", type=int, default=500, help="cells the agent scores")
+    p.add_argument("--search-images", type=int, default=250, help="validation images per search score")
+    p.add_argument("--finalists", type=int, default=10)
+    p.add_argument("--threads", type=int, default=2, help="torch threads (the machine's free cores)")
+    p.add_argument("--out", default="runs/nb201_supernet", help="checkpoints and results")
+    args = p.parse_args()
+    for name in ("steps", "cells", "valid_images", "eval_every", "checkpoint_every", "search_budget"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')}={getattr(args, name)} must be >= 1")
+    if not 2 <= args.cells <= NUM_CELLS:
+        p.error(f"--cells={args.cells} must be in [2, {NUM_CELLS}]")
+    return args
+
+
+def recipe_of(args: argparse.Namespace, bn_images: int = 0) -> NB201SharedRecipe:
+    """The supernet's recipe (``lr`` is the schedule's peak; the benchmark sets each step's rate)."""
+    return NB201SharedRecipe(
+        shared_steps=0,
+        valid_batch=args.search_images,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        resolution=args.resolution,
+        channels=args.channels,
+        cells_per_stage=args.cells_per_stage,
+        bn_images=bn_images,
+    )
+
+
+def tau(
+    trainer: NB201SharedTrainer, cells: np.ndarray, truth: np.ndarray, images: int
+) -> tuple[float, float]:
+    """Kendall τ of the supernet's accuracies of ``cells`` against ``truth``, and seconds per cell."""
+    start = time.perf_counter()
+    indices = torch.arange(images)
+    scores = [trainer.accuracy(NB201Architecture.from_index(int(c)), indices) for c in cells]
+    return kendall_tau(scores, truth[cells]), (time.perf_counter() - start) / len(cells)
+
+
+def train(
+    args: argparse.Namespace, seed: int, data: Any, cells: np.ndarray, truth: np.ndarray
+) -> tuple[NB201SharedTrainer, dict[str, Any]]:
+    """Train (or continue training) seed ``seed``'s supernet; return it and its log."""
+    path = Path(args.out) / f"seed{seed}.pt"
+    trainer = NB201SharedTrainer(NB201SearchSpace(), recipe_of(args), data, seed)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 201]))
+    log: dict[str, Any] = {"curve": [], "train_seconds": 0.0}
+    if path.exists():
+        saved = torch.load(path, weights_only=False)
+        trainer.load_state_dict(saved["trainer"])
+        rng.bit_generator.state = saved["rng"]
+        log = saved["log"]
+        print(f"seed {seed}: resumed at step {trainer.step} ({log['train_seconds']:.0f} s trained)")
+    space = trainer.supernet.space
+    while trainer.step < args.steps:
+        start = time.perf_counter()
+        stop = min(args.steps, (trainer.step // args.checkpoint_every + 1) * args.checkpoint_every)
+        while trainer.step < stop:
+            for group in trainer.optimizer.param_groups:
+                group["lr"] = 0.5 * args.lr * (1 + math.cos(math.pi * trainer.step / args.steps))
+            trainer.train(space.decode(space.sample(rng)), 1)
+        log["train_seconds"] += time.perf_counter() - start
+        if trainer.step % args.eval_every == 0 or trainer.step == args.steps:
+            t, per_cell = tau(trainer, cells, truth, args.valid_images)
+            log["curve"].append({"step": trainer.step, "train_seconds": log["train_seconds"], "tau": t})
+            print(
+                f"seed {seed} step {trainer.step:6d}  {log['train_seconds']:7.0f} s  τ {t:+.3f}  "
+                f"({per_cell:.2f} s/cell)"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {"trainer": trainer.state_dict(), "rng": rng.bit_generator.state, "log": log}
+        torch.save(state, path.with_suffix(".tmp"))
+        os.replace(path.with_suffix(".tmp"), path)
+    return trainer, log
+
+
+def search(
+    args: argparse.Namespace, seed: int, trainer: NB201SharedTrainer
+) -> tuple[NB201Architecture, float]:
+    """Search the trained supernet with ``args.agent`` through the env; return the cell and the seconds."""
+    start = time.perf_counter()
+    env = gym.make(
+        "NAS-Bench-201-v0",
+        weight_sharing=True,
+        shared_steps=0,
+        valid_batch=args.search_images,
+        shared_kwargs={
+            k: v for k, v in vars(recipe_of(args)).items() if k not in ("shared_steps", "valid_batch")
+        },
+    )
+    evaluator = env.unwrapped.evaluation.evaluator
+    evaluator.load_state_dict({"seed": seed, "trainer": trainer.state_dict()})
+    agent = make_agent(args.agent, env, seed=seed)
+    history = agent.search(args.search_budget)
+    ranked = sorted({e.arch for e in history}, key=lambda a: -max(e.reward for e in history if e.arch == a))
+    finalists = [NB201Architecture.from_str(a) for a in ranked[: args.finalists]]
+    scores = evaluator.rank(finalists, images=args.valid_images)
+    env.close()
+    return finalists[int(np.argmax(scores))], time.perf_counter() - start
+
+
+def main() -> None:
+    """Train, measure and search each seed; print the figures and write ``--out/results.json``."""
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    truth = load_nb201_table(find_nb201_table()).column(TRUTH)
+    cells = np.random.default_rng(args.sample_seed).choice(NUM_CELLS, args.cells, replace=False)
+    data = load_cifar10(None)
+    results = []
+    for seed in range(args.seeds):
+        trainer, log = train(args, seed, data, cells, truth)
+        taus = {}
+        for bn in (0, args.bn_images):
+            trainer.recipe = recipe_of(args, bn_images=bn)
+            taus[f"bn_images={bn}"], per_cell = tau(trainer, cells, truth, args.valid_images)
+            print(
+                f"seed {seed}: τ {taus[f'bn_images={bn}']:+.3f} with bn_images={bn} ({per_cell:.2f} s/cell)"
+            )
+        trainer.recipe = recipe_of(args)
+        cell, search_s = search(args, seed, trainer)
+        acc = float(truth[cell.index])
+        rank = int((truth > acc).sum()) + 1
+        results.append(
+            {
+                "seed": seed,
+                "cell": cell.to_str(),
+                "test_acc_200ep": acc,
+                "rank": rank,
+                "tau": taus,
+                "train_seconds": log["train_seconds"],
+                "search_seconds": search_s,
+                "curve": log["curve"],
+            }
+        )
+        print(
+            f"seed {seed}: returned {cell.to_str()}  {acc:.2f}% (rank {rank} of {NUM_CELLS}), "
+            f"train {log['train_seconds']:.0f} s + search {search_s:.0f} s"
+        )
+    accs = np.array([r["test_acc_200ep"] for r in results])
+    print(
+        f"\none-shot RSPS supernet, {args.steps} steps, {args.agent} x {args.search_budget}: "
+        f"{accs.mean():.2f} ± {accs.std():.2f} over {len(accs)} seed(s)"
+    )
+    for name, value in PUBLISHED.items():
+        print(f"  {name:>22}: {value:.2f}")
+    Path(args.out, "results.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
