@@ -9,12 +9,13 @@ For each seed, one run prints:
    seeded sample ``nb201-sample{--sample-seed}`` (``--cells`` cells drawn without replacement by
    ``np.random.default_rng(--sample-seed)``). The run checkpoints every ``--checkpoint-every``
    steps under ``--out`` and continues from there when started again (SIGKILL loses at most that).
-2. **Ranking.** τ at the end with both batch-norm modes: statistics of the scored batch
-   (``bn_images=0``) and re-estimated on ``--bn-images`` training images per cell.
+2. **Ranking.** τ at the end, of the accuracy and of the loss, with both batch-norm modes:
+   statistics of the scored batch (``bn_images=0``) and re-estimated on ``--bn-images`` training
+   images per cell.
 3. **Search.** ``NAS-Bench-201-v0`` with ``weight_sharing=True, shared_steps=0`` loads the trained
    supernet and an agent (``--agent``, default regularized evolution) searches ``--search-budget``
    cells scored on ``--search-images`` validation images each; as ENAS does, the distinct top
-   ``--finalists`` are re-scored on ``--valid-images`` images and the best is returned. Its
+   ``--finalists`` are re-scored on ``--valid-images`` images and the one of lowest loss is returned. Its
    200-epoch test accuracy and rank among the 15,625 cells come from the table, beside the published
    weight-sharing rows of NB201's Table 5.
 
@@ -71,6 +72,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--bn-images", type=int, default=500, help="images BN is re-estimated on (mode 2)")
     p.add_argument("--eval-every", type=int, default=2000)
     p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--keep", action="store_true", help="keep a copy of the supernet at each τ point")
     p.add_argument("--agent", default="evolution", help="search agent on the trained supernet")
     p.add_argument("--search-budget", type=int, default=500, help="cells the agent scores")
     p.add_argument("--search-images", type=int, default=250, help="validation images per search score")
@@ -101,14 +103,27 @@ def recipe_of(args: argparse.Namespace, bn_images: int = 0) -> NB201SharedRecipe
     )
 
 
-def tau(
-    trainer: NB201SharedTrainer, cells: np.ndarray, truth: np.ndarray, images: int
-) -> tuple[float, float]:
-    """Kendall τ of the supernet's accuracies of ``cells`` against ``truth``, and seconds per cell."""
+def tau(trainer: NB201SharedTrainer, cells: np.ndarray, truth: np.ndarray, images: int) -> dict[str, float]:
+    """Kendall τ against ``truth`` of the supernet's accuracy and (negated) loss of ``cells``, and s/cell."""
     start = time.perf_counter()
     indices = torch.arange(images)
-    scores = [trainer.accuracy(NB201Architecture.from_index(int(c)), indices) for c in cells]
-    return kendall_tau(scores, truth[cells]), (time.perf_counter() - start) / len(cells)
+    scores = np.array(
+        [trainer.accuracy_and_loss(NB201Architecture.from_index(int(c)), indices) for c in cells]
+    )
+    return {
+        "tau_accuracy": kendall_tau(scores[:, 0], truth[cells]),
+        "tau_loss": kendall_tau(-scores[:, 1], truth[cells]),
+        "seconds_per_cell": (time.perf_counter() - start) / len(cells),
+    }
+
+
+def show(prefix: str, taus: dict[str, float]) -> None:
+    """Print one τ measurement."""
+    print(
+        f"{prefix}  τ {taus['tau_accuracy']:+.3f} (accuracy)  {taus['tau_loss']:+.3f} (loss)  "
+        f"{taus['seconds_per_cell']:.2f} s/cell",
+        flush=True,
+    )
 
 
 def train(
@@ -135,16 +150,15 @@ def train(
             trainer.train(space.decode(space.sample(rng)), 1)
         log["train_seconds"] += time.perf_counter() - start
         if trainer.step % args.eval_every == 0 or trainer.step == args.steps:
-            t, per_cell = tau(trainer, cells, truth, args.valid_images)
-            log["curve"].append({"step": trainer.step, "train_seconds": log["train_seconds"], "tau": t})
-            print(
-                f"seed {seed} step {trainer.step:6d}  {log['train_seconds']:7.0f} s  τ {t:+.3f}  "
-                f"({per_cell:.2f} s/cell)"
-            )
+            taus = tau(trainer, cells, truth, args.valid_images)
+            log["curve"].append({"step": trainer.step, "train_seconds": log["train_seconds"], **taus})
+            show(f"seed {seed} step {trainer.step:6d}  {log['train_seconds']:7.0f} s", taus)
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {"trainer": trainer.state_dict(), "rng": rng.bit_generator.state, "log": log}
         torch.save(state, path.with_suffix(".tmp"))
         os.replace(path.with_suffix(".tmp"), path)
+        if args.keep and log["curve"] and log["curve"][-1]["step"] == trainer.step:
+            torch.save(state, path.with_name(f"seed{seed}_step{trainer.step}.pt"))
     return trainer, log
 
 
@@ -168,9 +182,9 @@ def search(
     history = agent.search(args.search_budget)
     ranked = sorted({e.arch for e in history}, key=lambda a: -max(e.reward for e in history if e.arch == a))
     finalists = [NB201Architecture.from_str(a) for a in ranked[: args.finalists]]
-    scores = evaluator.rank(finalists, images=args.valid_images)
+    losses = evaluator.rank(finalists, images=args.valid_images, metric="loss")
     env.close()
-    return finalists[int(np.argmax(scores))], time.perf_counter() - start
+    return finalists[int(np.argmin(losses))], time.perf_counter() - start
 
 
 def main() -> None:
@@ -186,10 +200,8 @@ def main() -> None:
         taus = {}
         for bn in (0, args.bn_images):
             trainer.recipe = recipe_of(args, bn_images=bn)
-            taus[f"bn_images={bn}"], per_cell = tau(trainer, cells, truth, args.valid_images)
-            print(
-                f"seed {seed}: τ {taus[f'bn_images={bn}']:+.3f} with bn_images={bn} ({per_cell:.2f} s/cell)"
-            )
+            taus[f"bn_images={bn}"] = tau(trainer, cells, truth, args.valid_images)
+            show(f"seed {seed}: bn_images={bn}", taus[f"bn_images={bn}"])
         trainer.recipe = recipe_of(args)
         cell, search_s = search(args, seed, trainer)
         acc = float(truth[cell.index])

@@ -149,8 +149,13 @@ def test_one_shot_mode_scores_without_training_and_recalibrates_deterministicall
     cell = random_cells(1, seed=2)[0]
     first, second = episode(env, cell)[1], episode(env, cell)[1]
     assert first["shared_step"] == second["shared_step"] == 6
-    ranked = env.unwrapped.evaluation.evaluator.rank(random_cells(3, seed=3), images=128)
-    assert ranked == env.unwrapped.evaluation.evaluator.rank(random_cells(3, seed=3), images=128)
+    evaluator = env.unwrapped.evaluation.evaluator
+    ranked = evaluator.rank(random_cells(3, seed=3), images=128)
+    assert ranked == evaluator.rank(random_cells(3, seed=3), images=128)
+    losses = evaluator.rank(random_cells(3, seed=3), images=128, metric="loss")
+    assert all(0 < loss < 10 for loss in losses) and losses != ranked
+    with pytest.raises(ValueError, match=re.escape("metric='los'")):
+        evaluator.rank(random_cells(1, seed=3), metric="los")
 
 
 def test_state_dict_resumes_exactly(data_dir: Path, tmp_path: Path) -> None:
@@ -219,7 +224,7 @@ def test_benchmark_trains_resumes_and_searches(data_dir: Path, tmp_path: Path) -
             "--resolution", "8", "--channels", "8", "--batch-size", "16", "--threads", "1",
             "--out", str(tmp_path)]  # fmt: skip
     first = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
-    assert re.search(r"seed 0 step      8 .* τ [+-]\d\.\d{3}", first)
+    assert re.search(r"seed 0 step      8 .* τ [+-]\d\.\d{3} \(accuracy\)  [+-]\d\.\d{3} \(loss\)", first)
     assert re.search(r"returned \|.*\| +\d+\.\d\d% \(rank \d+ of 15625\)", first)
     again = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     assert "seed 0: resumed at step 8" in again

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from nas_env.data.cifar import SPLIT_SEED, find_cifar10, load_cifar10
+from nas_env.errors import check_choice
 from nas_env.evaluators.base import Evaluator, resolve_device
 from nas_env.records import EvalResult, Metric
 from nas_env.search_spaces.base import SearchSpace
@@ -133,16 +134,23 @@ class SharedWeightEvaluator(Evaluator):
             return EvalResult("failed", metrics, num_params, cost_s, error=error, seed=seed)
         return EvalResult("ok", metrics, num_params, time.perf_counter() - start, seed=seed)
 
-    def rank(self, archs: list[Any], images: int = 1000) -> list[float]:
-        """Accuracies of ``archs`` with the current shared weights on the first ``images`` validation images.
+    def rank(self, archs: list[Any], images: int = 1000, metric: str = "accuracy") -> list[float]:
+        """Scores of ``archs`` with the current shared weights on the first ``images`` validation images.
 
         ENAS's last step: candidates are re-scored on more validation data with the final shared
         weights, and the best one is retrained from scratch. Deterministic (no minibatch stream).
+        ``metric="accuracy"`` (higher is better) or ``"loss"`` (mean cross-entropy, lower is better;
+        it ranks NB201 cells better than the accuracy on the same images, docs/weight_sharing.md).
+
+        Raises:
+            ValueError: An unknown ``metric``.
         """
+        check_choice("metric", metric, ("accuracy", "loss"))
         if self.trainer is None:
             raise RuntimeError("no shared weights yet: run the search (or start(seed)) first")
         indices = torch.arange(min(images, len(self.trainer.valid_x)))
-        return [self.trainer.accuracy(arch, indices) for arch in archs]
+        column = 0 if metric == "accuracy" else 1
+        return [self.trainer.accuracy_and_loss(arch, indices)[column] for arch in archs]
 
     # ---- checkpoints ----------------------------------------------------------------------------
 

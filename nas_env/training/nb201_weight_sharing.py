@@ -80,11 +80,10 @@ class NB201SharedTrainer(SharedWeightTrainer):
     def _grow(self, arch: Any) -> None:
         """Nothing to grow: every module exists from the start."""
 
-    @torch.no_grad()
-    def accuracy(
+    def accuracy_and_loss(
         self, arch: NB201Architecture, indices: torch.Tensor | None = None, batch: int = 1000
-    ) -> float:
-        """Accuracy of cell ``arch`` on validation images ``indices``, BN as ``recipe.bn_images`` says."""
+    ) -> tuple[float, float]:
+        """Accuracy and loss of cell ``arch`` on images ``indices``, BN as ``recipe.bn_images`` says."""
         self.supernet.check_arch(arch)
         n = self.recipe.bn_images
         if n:
@@ -92,4 +91,4 @@ class NB201SharedTrainer(SharedWeightTrainer):
             self.supernet.recalibrate(arch, images)
         else:
             self.supernet.train()  # normalise with the scored batch's statistics
-        return super().accuracy(arch, indices, batch)
+        return super().accuracy_and_loss(arch, indices, batch)

@@ -168,23 +168,34 @@ class SharedWeightTrainer:
 
     # ---- scoring --------------------------------------------------------------------------------
 
-    @torch.no_grad()
     def accuracy(self, arch: Any, indices: torch.Tensor | None = None, batch: int = 1000) -> float:
         """Accuracy of ``arch`` with the shared weights on validation images ``indices`` (default: all used).
 
         Batch norm normalises with the statistics of each batch of ``batch`` images; the scores
         of the search use one minibatch of ``recipe.valid_batch`` images (:meth:`score`).
         """
+        return self.accuracy_and_loss(arch, indices, batch)[0]
+
+    @torch.no_grad()
+    def accuracy_and_loss(
+        self, arch: Any, indices: torch.Tensor | None = None, batch: int = 1000
+    ) -> tuple[float, float]:
+        """Accuracy and mean cross-entropy of ``arch`` on validation images ``indices`` (as :meth:`accuracy`).
+
+        The loss ranks children more finely than the accuracy on the same images (it moves with
+        every image's confidence, not only with the ones that change class).
+        """
         self.supernet.check_arch(arch)
         self._grow(arch)
         if indices is None:
             indices = torch.arange(len(self.valid_x))
-        correct = 0
+        correct, loss = 0, 0.0
         for start in range(0, len(indices), batch):
             idx = indices[start : start + batch].to(self.device)
             logits = self.supernet(self.prep(self.valid_x[idx], None), arch)
             correct += int((logits.argmax(1) == self.valid_y[idx]).sum())
-        return correct / len(indices)
+            loss += float(F.cross_entropy(logits.float(), self.valid_y[idx], reduction="sum"))
+        return correct / len(indices), loss / len(indices)
 
     def score(self, arch: Any) -> float:
         """Accuracy of ``arch`` on the next validation minibatch of the seeded stream (the reward)."""
