@@ -15,7 +15,7 @@ output is the same, only faster.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -131,6 +131,25 @@ class ResNetBasicBlock(nn.Module):
         return self.downsample(x) + self.conv_b(self.conv_a(x))
 
 
+def skeleton(
+    channels: int, cells_per_stage: int, num_classes: int, make_cell: Callable[[int], nn.Module]
+) -> tuple[nn.Sequential, list[nn.Module], nn.Sequential, nn.Linear]:
+    """NB201's macro skeleton around cells made by ``make_cell(channels)``, built in network order.
+
+    Returns the stem, the stages' cells with the reduction blocks between them, the final BN-ReLU
+    and the classifier (the standalone network and the supernet differ only in their cells).
+    """
+    stem = nn.Sequential(nn.Conv2d(3, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
+    cells: list[nn.Module] = []
+    c = channels
+    for stage in range(3):
+        if stage:
+            cells.append(ResNetBasicBlock(c, 2 * c))
+            c *= 2
+        cells += [make_cell(c) for _ in range(cells_per_stage)]
+    return stem, cells, nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True)), nn.Linear(c, num_classes)
+
+
 class NB201Network(nn.Module):
     """NB201's ``TinyNetwork``: stem, 3 stages of cells with reduction blocks, classifier.
 
@@ -151,18 +170,12 @@ class NB201Network(nn.Module):
         """Lay out the network as in NB201."""
         super().__init__()
         self.arch = arch
-        self.stem = nn.Sequential(nn.Conv2d(3, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
-        cells: list[nn.Module] = []
-        c = channels
-        for stage in range(3):
-            if stage:
-                cells.append(ResNetBasicBlock(c, 2 * c))
-                c *= 2
-            cells += [InferCell(arch, c) for _ in range(cells_per_stage)]
-        self.cells = nn.Sequential(*cells)
-        self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+        stem, cells, lastact, classifier = skeleton(
+            channels, cells_per_stage, num_classes, lambda c: InferCell(arch, c)
+        )
+        self.stem, self.cells, self.lastact = stem, nn.Sequential(*cells), lastact  # NB201's order
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c, num_classes)
+        self.classifier = classifier
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return class logits of shape ``[batch, num_classes]``."""

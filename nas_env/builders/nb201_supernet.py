@@ -26,14 +26,7 @@ from typing import cast
 import torch
 from torch import nn
 
-from nas_env.builders.nb201 import (
-    STEM_CHANNELS,
-    NB201Network,
-    ResNetBasicBlock,
-    cell_forward,
-    live_edges,
-    make_op,
-)
+from nas_env.builders.nb201 import STEM_CHANNELS, NB201Network, cell_forward, live_edges, make_op, skeleton
 from nas_env.errors import InvalidArchitectureError
 from nas_env.search_spaces.nb201 import EDGES, OPS, NB201Architecture, NB201SearchSpace
 
@@ -77,20 +70,10 @@ class NB201Supernet(nn.Module):
         self.num_classes = num_classes
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.stem = nn.Sequential(
-                nn.Conv2d(3, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels)
-            )
-            cells: list[nn.Module] = []
-            c = channels
-            for stage in range(3):
-                if stage:
-                    cells.append(ResNetBasicBlock(c, 2 * c))
-                    c *= 2
-                cells += [SuperCell(c) for _ in range(cells_per_stage)]
-            self.cells = nn.ModuleList(cells)
-            self.lastact = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(inplace=True))
-            self.global_pooling = nn.AdaptiveAvgPool2d(1)
-            self.classifier = nn.Linear(c, num_classes)
+            stem, cells, lastact, classifier = skeleton(channels, cells_per_stage, num_classes, SuperCell)
+        self.stem, self.cells, self.lastact = stem, nn.ModuleList(cells), lastact  # the network's order
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = classifier
 
     # ---- the interface the shared-weight trainer uses (as CnnSupernet's) -------------------------
 
