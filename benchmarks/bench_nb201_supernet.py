@@ -69,7 +69,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--cells", type=int, default=100, help="cells in the seeded τ sample")
     p.add_argument("--sample-seed", type=int, default=0)
     p.add_argument("--valid-images", type=int, default=1000, help="images a cell is ranked on")
-    p.add_argument("--bn-images", type=int, default=500, help="images BN is re-estimated on (mode 2)")
+    p.add_argument("--bn-images", type=int, default=500, help="images BN is re-estimated on (0: one mode)")
     p.add_argument("--eval-every", type=int, default=2000)
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--keep", action="store_true", help="keep a copy of the supernet at each τ point")
@@ -198,7 +198,7 @@ def main() -> None:
     for seed in range(args.seeds):
         trainer, log = train(args, seed, data, cells, truth)
         taus = {}
-        for bn in (0, args.bn_images):
+        for bn in sorted({0, args.bn_images}):
             trainer.recipe = recipe_of(args, bn_images=bn)
             taus[f"bn_images={bn}"] = tau(trainer, cells, truth, args.valid_images)
             show(f"seed {seed}: bn_images={bn}", taus[f"bn_images={bn}"])
