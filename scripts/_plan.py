@@ -103,7 +103,7 @@ def _timer(plan: Plan, evaluator: Any, space: Any) -> Callable[[], Calibration] 
         from nas_env.data.ptb import WORD_VOCAB_SIZE
 
         r = recipe
-        args = (WORD_VOCAB_SIZE, r.hidden_size, r.num_layers, r.dropout, r.init_scale)
+        args = (WORD_VOCAB_SIZE, r.hidden_size, r.num_layers, r.dropout, r.init_scale, r.adaptive_softmax)
         builders = [functools.partial(build_language_model, a, *args) for a in archs]
         plan.timed = f"{r.batch_size} streams x {r.bptt} random tokens"
         measure = cal.time_language_model

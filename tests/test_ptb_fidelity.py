@@ -63,6 +63,55 @@ def test_unigram_bias_enters_the_cache_key_only_when_set() -> None:
     assert base.replace(unigram_bias=True).fingerprint != base.fingerprint
 
 
+def test_adaptive_softmax_enters_the_cache_key_only_when_set() -> None:
+    base = PTB_FIDELITIES["proxy"]
+    assert base.fingerprint == base.replace(adaptive_softmax=None).fingerprint
+    assert base.replace(adaptive_softmax=2000).fingerprint not in (
+        base.fingerprint,
+        base.replace(adaptive_softmax=1000).fingerprint,
+    )
+
+
+def test_adaptive_softmax_is_an_exact_distribution_started_at_the_unigram_model(
+    ptb_dir: Path,  # noqa: F811
+) -> None:
+    """Every word's probability sums to one, the training loss is the NLL of that distribution,
+    and with the unigram bias the untrained model predicts the unigram frequencies."""
+    corpus = load_ptb(ptb_dir, download_missing=False)
+    torch.manual_seed(0)
+    model = build_language_model(NASCELL, corpus.vocab_size, 8, dropout=0.0, adaptive_softmax=500).double()
+    x, y = corpus.train[:60].view(20, 3), corpus.train[1:61].view(20, 3)
+    log_probs, _ = model(x)
+    assert torch.allclose(log_probs.exp().sum(-1), torch.ones(20, 3, dtype=torch.double))
+    nll, _ = model.loss(x, y, reduction="sum")
+    assert torch.allclose(nll, -log_probs.gather(-1, y[..., None]).sum())
+    assert (y >= 500).any() and (y < 500).any()  # both the head and the tail are scored
+    nll.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.decoder.parameters())
+    train = corpus.train[:50_000]
+    counts = torch.bincount(train, minlength=corpus.vocab_size).double() + 1
+    model.init_unigram_bias(train)
+    with torch.no_grad():
+        model.decoder.head.weight.zero_(), model.decoder.tail.weight.zero_()
+        start, _ = model(x)
+    assert torch.allclose(start[0, 0], (counts / counts.sum()).log(), atol=1e-5)
+
+
+def test_a_recipe_with_the_adaptive_softmax_trains_and_scores(ptb_dir: Path) -> None:  # noqa: F811
+    corpus = load_ptb(ptb_dir, download_missing=False)
+    smoke = PTB_FIDELITIES["smoke"].replace(train_tokens=2_000, valid_tokens=1_000, unigram_bias=True)
+    perplexities = []
+    for fidelity in (smoke, smoke.replace(adaptive_softmax=1000)):
+        torch.manual_seed(0)
+        model = build_language_model(
+            NASCELL, corpus.vocab_size, 16, dropout=0.0, adaptive_softmax=fidelity.adaptive_softmax
+        )
+        perplexities.append(train_language_model(model, corpus, fidelity).val_perplexities[-1])
+    counts = torch.bincount(corpus.train[:2_000], minlength=corpus.vocab_size).double() + 1
+    unigram = math.exp(float(-(counts / counts.sum()).log()[corpus.valid[:1_000]].mean()))
+    assert all(math.isfinite(p) and p < 1.5 * unigram for p in perplexities)
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -70,8 +119,19 @@ def test_unigram_bias_enters_the_cache_key_only_when_set() -> None:
         ({"hidden_size": 0}, "PtbFidelity.hidden_size=0 must be a positive integer"),
         ({"train_tokens": 1}, "PtbFidelity.train_tokens=1 must be None (all) or an integer >= 2"),
         ({"optimizer": "adamw"}, "PtbFidelity.optimizer='adamw' is not allowed"),
+        (
+            {"adaptive_softmax": 0},
+            "PtbFidelity.adaptive_softmax=0 must be None (full softmax) or an integer >= 1",
+        ),
     ],
 )
 def test_bad_recipe_values_are_named(changes: dict, message: str) -> None:
     with pytest.raises(ValueError, match=r"^" + message.replace("(", r"\(").replace(")", r"\)")):
         PTB_FIDELITIES["proxy"].replace(**changes)
+
+
+def test_an_adaptive_softmax_cutoff_beyond_the_vocabulary_is_named() -> None:
+    with pytest.raises(
+        ValueError, match=r"adaptive softmax cutoff=50 must be in \[1, 49\] \(vocabulary 50\)"
+    ):
+        build_language_model(NASCELL, 50, 8, adaptive_softmax=50)

@@ -84,7 +84,7 @@ class PtbTrainingEvaluator(Evaluator):
         f = self.fidelity
         torch.manual_seed(seed)  # weights and dropout masks
         model = build_language_model(
-            arch, corpus.vocab_size, f.hidden_size, f.num_layers, f.dropout, f.init_scale
+            arch, corpus.vocab_size, f.hidden_size, f.num_layers, f.dropout, f.init_scale, f.adaptive_softmax
         )
         num_params = count_parameters(model)
         try:

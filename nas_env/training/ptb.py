@@ -26,7 +26,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from nas_env.builders.language_model import RnnLanguageModel
@@ -38,7 +37,7 @@ PTB_TRAIN_TOKENS, PTB_VALID_TOKENS = 929_589, 73_760
 """Tokens (``<eos>`` included) of Mikolov's word-level training and validation splits."""
 PTB_TRAINER_VERSION = 1
 """Bumped whenever this training code changes results; part of every cache key."""
-_ADDED_FIELDS: dict[str, object] = {"unigram_bias": False}
+_ADDED_FIELDS: dict[str, object] = {"unigram_bias": False, "adaptive_softmax": None}
 """Fields added after the first presets, with their defaults: they enter the fingerprint only when
 set otherwise, so the cache keys of recipes that do not use them stay what they were."""
 Optimizer = Literal["sgd", "adam"]
@@ -87,6 +86,10 @@ class PtbFidelity(Recipe):
     """Start the softmax bias at the log unigram frequencies of the training tokens, so a short run
     spends its steps on context instead of first learning word frequencies (a plateau of a few
     hundred steps near the unigram perplexity otherwise)."""
+    adaptive_softmax: int | None = None
+    """Words in the head of a two-cluster adaptive softmax (the rest scored through a projected
+    tail; ``builders.language_model.AdaptiveSoftmax``); ``None``: the full softmax tied to the
+    embedding. On a CPU the full 10,000-word softmax is most of a small model's training time."""
 
     def __post_init__(self) -> None:
         """Validate every field, naming the bad value."""
@@ -102,6 +105,11 @@ class PtbFidelity(Recipe):
             raise ValueError(
                 f"PtbFidelity has a bad optimiser setting: lr={self.lr}, lr_decay={self.lr_decay}, "
                 f"grad_clip={self.grad_clip}, weight_decay={self.weight_decay}"
+            )
+        cutoff = self.adaptive_softmax
+        if cutoff is not None and (isinstance(cutoff, bool) or not isinstance(cutoff, int) or cutoff < 1):
+            raise ValueError(
+                f"PtbFidelity.adaptive_softmax={cutoff!r} must be None (full softmax) or an integer >= 1"
             )
         if not isinstance(self.unigram_bias, bool):
             raise ValueError(f"PtbFidelity.unigram_bias={self.unigram_bias!r} must be True or False")
@@ -195,7 +203,7 @@ def _detach(state: list[tuple[torch.Tensor, torch.Tensor]]) -> list[tuple[torch.
 
 
 @torch.inference_mode()
-def evaluate_loss(model: nn.Module, stream: torch.Tensor, batch_size: int, bptt: int) -> float:
+def evaluate_loss(model: RnnLanguageModel, stream: torch.Tensor, batch_size: int, bptt: int) -> float:
     """Mean cross-entropy (nats per token) of ``model`` on a 1-D token stream."""
     model.eval()
     device = next(model.parameters()).device
@@ -203,9 +211,8 @@ def evaluate_loss(model: nn.Module, stream: torch.Tensor, batch_size: int, bptt:
     total, count, state = torch.zeros((), device=device, dtype=torch.float64), 0, None
     for i in range(0, len(data) - 1, bptt):
         x, y = data[i : i + bptt], data[i + 1 : i + 1 + bptt]
-        x = x[: len(y)]
-        logits, state = model(x, state)
-        total += F.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1), reduction="sum")
+        nll, state = model.loss(x[: len(y)], y, state, reduction="sum")
+        total += nll
         count += y.numel()
     return float(total) / max(count, 1)
 
@@ -268,9 +275,8 @@ def train_language_model(
             for group in opt.param_groups:
                 group["lr"] = _learning_rate(fidelity, epoch, step, total_steps)
             y = train[i + 1 : i + 1 + fidelity.bptt]
-            logits, state = model(train[i : i + len(y)], state)
+            loss, state = model.loss(train[i : i + len(y)], y, state)
             state = _detach(state)
-            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(params, fidelity.grad_clip)
@@ -324,15 +330,14 @@ def measure_seconds_per_lm(
     model = model.to(device)
     f = fidelity
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    vocab = model.decoder.out_features
-    x = torch.randint(0, vocab, (f.bptt + 1, f.batch_size), device=device)
+    # log-uniform token ids: about Zipf's law, so an adaptive softmax's tail is timed at its share
+    x = (model.vocab_size ** torch.rand(f.bptt + 1, f.batch_size, device=device)).long() - 1
     model.train()
     start, timed = time.perf_counter(), 0
     for i in range(steps + 1):
         if i == 1:
             start = time.perf_counter()
-        logits, _ = model(x[:-1])
-        loss = F.cross_entropy(logits.view(-1, vocab), x[1:].reshape(-1))
+        loss, _ = model.loss(x[:-1], x[1:])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), f.grad_clip)
