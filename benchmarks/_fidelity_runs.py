@@ -26,7 +26,8 @@ PTB_FIELD_TYPES: dict[str, type] = {
     f.name: int if getattr(PtbFidelity(), f.name) is None else type(getattr(PtbFidelity(), f.name))
     for f in fields(PtbFidelity)
 }
-"""The same for the PTB recipe (``train_tokens``/``valid_tokens``: an int, or ``none`` for all)."""
+"""The same for the PTB recipe (a field whose default is None, such as ``train_tokens``: an int, or
+``none``)."""
 _BOOLS = {"true": True, "1": True, "false": False, "0": False}
 
 
@@ -147,7 +148,7 @@ def parse_preset(spec: str, space: str = "cnn") -> tuple[str, dict[str, Any]]:
         elif field not in field_types:
             allowed = sorted(field_types)
             raise ValueError(f"--presets: unknown field {field!r} in {spec!r}; choose from {allowed}")
-        elif space == "ptb" and field in ("train_tokens", "valid_tokens") and value.lower() == "none":
+        elif space == "ptb" and getattr(PtbFidelity(), field) is None and value.lower() == "none":
             overrides[field] = None
         else:
             kind = field_types[field]

@@ -5,11 +5,14 @@ Prints:
   same cell with autograd recording its ops instead of the hand-written backward (``fused=False``:
   same level plan and batched projections, so already far from a per-node cell), and around
   ``torch.nn.LSTM`` of equal hidden size (oneDNN's fused kernel on CPU), at the proxy preset's size
-  and at the paper's (650 units, batch 20); ratios to the LSTM (target: NASCell >= 0.5).
+  and at the paper's (650 units, batch 20); ratios to the LSTM (target: NASCell >= 0.5). At the
+  proxy's size also the NASCell and the LSTM with an adaptive softmax (``--adaptive-softmax`` head
+  words) instead of the full one, and their speed-up over it.
   The models are measured in interleaved rounds and the median is kept, so that a busy machine
   slows all of them alike;
-- seconds per child (and validation perplexity) at the ``smoke`` and ``proxy`` presets for the
-  NASCell, the tanh RNN, random base-8 cells and, for reference, the LSTM.
+- seconds per child (and validation perplexity) at each of ``--presets`` (default ``smoke`` and
+  ``proxy``; a preset may carry ``:FIELD=VALUE`` overrides of its recipe, as in bench_fidelity)
+  for the NASCell, the tanh RNN, random base-8 cells and, for reference, the LSTM.
 
 Run: ``NAS_ENV_DATA=../shared/data python benchmarks/bench_cell.py`` (``--threads 2`` for the
 2-core figures; ``--quick`` for a short run).
@@ -27,10 +30,10 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from _fidelity_runs import parse_preset
 from torch import nn
 
-from nas_env.builders.language_model import build_language_model
+from nas_env.builders.language_model import RnnLanguageModel, build_language_model
 from nas_env.data.ptb import load_ptb
 from nas_env.evaluators.ptb import PtbTrainingEvaluator
 from nas_env.search_spaces.rnn_cell import NASCELL, TANH_RNN, RnnCellSearchSpace
@@ -39,11 +42,19 @@ from nas_env.training.ptb import PTB_FIDELITIES, PtbFidelity, batchify, train_la
 BPTT = 35
 
 
-def make_model(kind: str, vocab: int, hidden: int) -> nn.Module:
-    """``nascell`` (compiled), ``autograd`` (same cell, autograd backward) or ``lstm``."""
+def make_model(kind: str, vocab: int, hidden: int, adaptive: int) -> RnnLanguageModel:
+    """``nascell`` (compiled), ``autograd`` (same cell, autograd backward) or ``lstm``; a ``+adaptive``
+    suffix: with an adaptive softmax of ``adaptive`` head words."""
     torch.manual_seed(0)
-    model = build_language_model("lstm" if kind == "lstm" else NASCELL, vocab, hidden, dropout=0.5)
-    if kind == "autograd":
+    cell, _, softmax = kind.partition("+")
+    model = build_language_model(
+        "lstm" if cell == "lstm" else NASCELL,
+        vocab,
+        hidden,
+        dropout=0.5,
+        adaptive_softmax=adaptive if softmax else None,
+    )
+    if cell == "autograd":
         for layer in model.layers:
             layer.fused = False  # type: ignore[assignment]
     return model
@@ -52,11 +63,13 @@ def make_model(kind: str, vocab: int, hidden: int) -> nn.Module:
 class Trainer:
     """Runs training steps of one model on real PTB batches and counts tokens."""
 
-    def __init__(self, kind: str, train: torch.Tensor, vocab: int, hidden: int, batch: int) -> None:
-        self.model = make_model(kind, vocab, hidden)
+    def __init__(
+        self, kind: str, train: torch.Tensor, vocab: int, hidden: int, batch: int, adaptive: int
+    ) -> None:
+        self.model = make_model(kind, vocab, hidden, adaptive)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=1.0)
         self.data = batchify(train, batch)
-        self.state = None
+        self.state: list | None = None
         self.pos = 0
 
     def step(self) -> int:
@@ -64,9 +77,8 @@ class Trainer:
             self.pos, self.state = 0, None
         x = self.data[self.pos : self.pos + BPTT]
         y = self.data[self.pos + 1 : self.pos + 1 + BPTT]
-        logits, state = self.model(x, self.state)
+        loss, state = self.model.loss(x, y, self.state)
         self.state = [(h.detach(), c.detach()) for h, c in state]
-        loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
@@ -81,10 +93,14 @@ class Trainer:
         return tokens / (time.perf_counter() - start)
 
 
-def throughput(hidden: int, batch: int, seconds: float, rounds: int, kinds: list[str]) -> dict[str, float]:
+def throughput(
+    hidden: int, batch: int, seconds: float, rounds: int, kinds: list[str], adaptive: int
+) -> dict[str, float]:
     """Median training tokens/s per model kind, measured in interleaved rounds."""
     corpus = load_ptb()
-    trainers = {k: Trainer(k, corpus.train[:200_000], corpus.vocab_size, hidden, batch) for k in kinds}
+    trainers = {
+        k: Trainer(k, corpus.train[:200_000], corpus.vocab_size, hidden, batch, adaptive) for k in kinds
+    }
     for t in trainers.values():  # warm-up: allocator, oneDNN primitives
         t.step()
         t.step()
@@ -101,7 +117,7 @@ def lstm_child(fidelity: PtbFidelity, seed: int) -> tuple[float, float]:
     torch.manual_seed(seed)
     f = fidelity
     model = build_language_model(
-        "lstm", corpus.vocab_size, f.hidden_size, f.num_layers, f.dropout, f.init_scale
+        "lstm", corpus.vocab_size, f.hidden_size, f.num_layers, f.dropout, f.init_scale, f.adaptive_softmax
     )
     report = train_language_model(model, corpus, f)
     return report.seconds, report.val_perplexities[-1]
@@ -109,7 +125,8 @@ def lstm_child(fidelity: PtbFidelity, seed: int) -> tuple[float, float]:
 
 def seconds_per_child(preset: str, children: int) -> None:
     """Train the named cells, random base-8 cells and the LSTM at ``preset``; print seconds and perplexity."""
-    evaluator = PtbTrainingEvaluator(preset, device="cpu")
+    name, overrides = parse_preset(preset, "ptb")
+    evaluator = PtbTrainingEvaluator(PTB_FIDELITIES[name].replace(**overrides), device="cpu")
     evaluator.load_data()
     space = RnnCellSearchSpace()
     rng = np.random.default_rng(0)
@@ -140,8 +157,20 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="seconds per throughput measurement")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per model")
     parser.add_argument("--children", type=int, default=3, help="random cells timed per preset")
-    parser.add_argument("--quick", action="store_true", help="proxy size only, 1 round, smoke children only")
+    parser.add_argument("--quick", action="store_true", help="proxy size only, 1 round, smoke children")
+    parser.add_argument("--adaptive-softmax", type=int, default=2000, help="head words of the adaptive rows")
+    parser.add_argument(
+        "--presets",
+        default=None,
+        help="presets of the seconds-per-child table (default: smoke,proxy; --quick: smoke)",
+    )
     args = parser.parse_args()
+    presets = (args.presets or ("smoke" if args.quick else "smoke,proxy")).split(",")
+    try:
+        for preset in presets:
+            parse_preset(preset, "ptb")
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.threads:
         torch.set_num_threads(args.threads)
     proxy = PTB_FIDELITIES["proxy"]
@@ -151,7 +180,9 @@ def main() -> None:
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; train tokens/s (median of {rounds})"
     )
     for hidden, batch in sizes:
-        tps = throughput(hidden, batch, args.seconds, rounds, ["nascell", "autograd", "lstm"])
+        adaptive = ["nascell+adaptive", "lstm+adaptive"] if hidden == proxy.hidden_size else []
+        kinds = ["nascell", "autograd", "lstm", *adaptive]
+        tps = throughput(hidden, batch, args.seconds, rounds, kinds, args.adaptive_softmax)
         lstm = tps["lstm"]
         print(
             f"  hidden {hidden:4d} batch {batch:3d}:  NASCell compiled {tps['nascell']:8.0f}  "
@@ -159,8 +190,14 @@ def main() -> None:
             f"compiled/LSTM {tps['nascell'] / lstm:.2f}  "
             f"autograd/LSTM {tps['autograd'] / lstm:.2f}"
         )
+        if adaptive:
+            print(
+                f"  hidden {hidden:4d} batch {batch:3d}, adaptive softmax ({args.adaptive_softmax} words):  "
+                f"NASCell {tps['nascell+adaptive']:8.0f} ({tps['nascell+adaptive'] / tps['nascell']:.2f}x)  "
+                f"nn.LSTM {tps['lstm+adaptive']:8.0f} ({tps['lstm+adaptive'] / lstm:.2f}x)"
+            )
     print("seconds per child (train + validation)")
-    for preset in ["smoke"] if args.quick else ["smoke", "proxy"]:
+    for preset in presets:
         seconds_per_child(preset, args.children)
 
 
