@@ -109,7 +109,7 @@ def test_a_preset_variant_is_its_own_row_and_cache_key(tmp_path: Path, data_dir:
         ),
         (
             ("--space", "ptb", "--presets", "proxy:resolution=16"),
-            "unknown field 'resolution' in 'proxy:resolution=16'; choose from ['batch_size', 'bptt',",
+            "unknown field 'resolution' in 'proxy:resolution=16'; choose from ['adaptive_softmax',",
         ),
         (
             ("--space", "ptb", "--presets", "proxy:unigram_bias=maybe"),
