@@ -123,10 +123,10 @@ def lstm_child(fidelity: PtbFidelity, seed: int) -> tuple[float, float]:
     return report.seconds, report.val_perplexities[-1]
 
 
-def seconds_per_child(preset: str, children: int) -> None:
-    """Train the named cells, random base-8 cells and the LSTM at ``preset``; print seconds and perplexity."""
-    name, overrides = parse_preset(preset, "ptb")
-    evaluator = PtbTrainingEvaluator(PTB_FIDELITIES[name].replace(**overrides), device="cpu")
+def seconds_per_child(preset: str, fidelity: PtbFidelity, children: int) -> None:
+    """Train the named cells, random base-8 cells and the LSTM at ``fidelity`` (labelled ``preset``);
+    print seconds and perplexity."""
+    evaluator = PtbTrainingEvaluator(fidelity, device="cpu")
     evaluator.load_data()
     space = RnnCellSearchSpace()
     rng = np.random.default_rng(0)
@@ -165,10 +165,11 @@ def main() -> None:
         help="presets of the seconds-per-child table (default: smoke,proxy; --quick: smoke)",
     )
     args = parser.parse_args()
-    presets = (args.presets or ("smoke" if args.quick else "smoke,proxy")).split(",")
+    fidelities: dict[str, PtbFidelity] = {}
     try:
-        for preset in presets:
-            parse_preset(preset, "ptb")
+        for preset in (args.presets or ("smoke" if args.quick else "smoke,proxy")).split(","):
+            name, overrides = parse_preset(preset, "ptb")
+            fidelities[preset] = PTB_FIDELITIES[name].replace(**overrides)
     except ValueError as exc:
         parser.error(str(exc))
     if args.threads:
@@ -197,8 +198,8 @@ def main() -> None:
                 f"nn.LSTM {tps['lstm+adaptive']:8.0f} ({tps['lstm+adaptive'] / lstm:.2f}x)"
             )
     print("seconds per child (train + validation)")
-    for preset in presets:
-        seconds_per_child(preset, args.children)
+    for preset, fidelity in fidelities.items():
+        seconds_per_child(preset, fidelity, args.children)
 
 
 if __name__ == "__main__":

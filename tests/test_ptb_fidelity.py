@@ -135,3 +135,15 @@ def test_an_adaptive_softmax_cutoff_beyond_the_vocabulary_is_named() -> None:
         ValueError, match=r"adaptive softmax cutoff=50 must be in \[1, 49\] \(vocabulary 50\)"
     ):
         build_language_model(NASCELL, 50, 8, adaptive_softmax=50)
+
+
+def test_an_adaptive_softmax_is_refused_at_construction_where_it_cannot_apply() -> None:
+    """Named when the env is made, not at the first child's training."""
+    from nas_env.evaluators.ptb import PtbTrainingEvaluator
+
+    adaptive = PTB_FIDELITIES["smoke"].replace(adaptive_softmax=100)
+    with pytest.raises(ValueError, match=r"adaptive_softmax=100 with level='char': .* word level only"):
+        PtbTrainingEvaluator(adaptive, level="char", download=False)
+    with pytest.raises(ValueError, match=r"adaptive_softmax=10000 with level='word'"):
+        PtbTrainingEvaluator(adaptive.replace(adaptive_softmax=10_000), download=False)
+    assert PtbTrainingEvaluator(adaptive, download=False).fidelity.adaptive_softmax == 100

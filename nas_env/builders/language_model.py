@@ -8,6 +8,8 @@ most of a small model's training time; :class:`AdaptiveSoftmax` is the cheaper, 
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,6 +42,8 @@ class AdaptiveSoftmax(nn.Module):
     tail, computed from a ``tail_dim``-wide projection and only for the tokens whose target is in
     the tail. A proper distribution over the whole vocabulary, so perplexities stay exact, at a
     fraction of a full softmax's cost when most tokens are frequent words (as in any corpus).
+    Not ``torch.nn.AdaptiveLogSoftmaxWithLoss``: its tail has no bias, so it cannot start at the
+    unigram model as the short PTB recipes need (``PtbFidelity.unigram_bias``).
 
     Args:
         hidden: Width of the features scored.
@@ -157,7 +161,7 @@ class RnnLanguageModel(nn.Module):
         tokens: torch.Tensor,
         targets: torch.Tensor,
         state: list[CellState] | None = None,
-        reduction: str = "mean",
+        reduction: Literal["mean", "sum"] = "mean",
     ) -> tuple[torch.Tensor, list[CellState]]:
         """Cross-entropy (nats) of ``targets`` ``(T, B)`` after ``tokens``, and the new states.
 

@@ -10,7 +10,7 @@ import traceback
 import torch
 
 from nas_env.builders.language_model import build_language_model, count_parameters
-from nas_env.data.ptb import LEVELS, PtbCorpus, find_ptb, load_ptb
+from nas_env.data.ptb import LEVELS, WORD_VOCAB_SIZE, PtbCorpus, find_ptb, load_ptb
 from nas_env.errors import check_choice
 from nas_env.evaluators.base import Evaluator, resolve_device
 from nas_env.records import EvalResult, Metric
@@ -46,6 +46,12 @@ class PtbTrainingEvaluator(Evaluator):
         """Resolve the fidelity; the data is loaded on the first evaluation."""
         check_choice("level", level, LEVELS)
         self.fidelity = get_ptb_fidelity(fidelity)
+        cutoff = self.fidelity.adaptive_softmax
+        if cutoff is not None and (level != "word" or cutoff >= WORD_VOCAB_SIZE):
+            raise ValueError(
+                f"PtbFidelity.adaptive_softmax={cutoff} with level={level!r}: an adaptive softmax "
+                f"applies to the word level only, with fewer head words than its {WORD_VOCAB_SIZE:,}"
+            )
         self.data_dir = data_dir
         self.device = resolve_device(device)
         self.download = download
