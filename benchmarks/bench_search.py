@@ -1,10 +1,16 @@
-r"""End to end: search NAS-Bench-201 training children for a wall-clock budget; judge the cell by the table.
+r"""End to end: search with trained children for a wall-clock budget; judge what each search returns.
 
-Each policy x seed searches ``NAS-Bench-201-v0`` in trained mode (``--fidelity``, or a ladder with
-``--promote``: successive halving, the top rung returned) until its clock reaches ``--time-budget``
-seconds. The cell it returns, by its own search signal, is looked up in the NB201 table (``--table``;
-default: the one found under ``$NAS_ENV_DATA``): its 200-epoch test accuracy and its rank among the
-15,625 cells, per policy mean ± std over seeds, printed beside NB201's published figures.
+Each policy x seed searches ``--env`` (``NAS-Bench-201-v0`` in trained mode, or ``NAS-CIFAR10-v0``)
+at ``--fidelity`` (or a ladder with ``--promote``: successive halving, the top rung returned) until
+its clock reaches ``--time-budget`` seconds, and returns its best architecture by its own search
+signal. Then (``_search_report``):
+
+- **NAS-Bench-201**: the cell is looked up in the NB201 table (``--table``; default: the one found
+  under ``$NAS_ENV_DATA``): its 200-epoch test accuracy and its rank among the 15,625 cells, per
+  policy mean ± std over seeds, printed beside NB201's published figures.
+- **The CNN space** (no table): each returned architecture is retrained at ``--reference`` (default
+  ``long``: 10k images x 10 epochs at 32x32, bench_fidelity's reference) with ``--reference-seeds``
+  training seeds, and each policy is compared with random search at the same seed and clock.
 
 - **One store, charged seconds.** All runs share one results store (``--store``): a killed run loses
   nothing, and rerunning the same command continues. Each evaluation a run uses is charged the
@@ -22,37 +28,48 @@ default: the one found under ``$NAS_ENV_DATA``): its 200-epoch test accuracy and
   (seconds, no training), charged the seconds measured then.
 
 Outputs in ``--out``: ``runs.csv`` (one row per run), ``summary.md`` (printed too), ``config.json``.
-Example (the real measurement and its cost: ``docs/end_to_end.md``)::
+Examples (the real measurements and their cost: ``docs/end_to_end.md``)::
 
     NAS_ENV_DATA=../shared/data python benchmarks/bench_search.py --policies random,local_search \
         --seeds 3 --time-budget 1800 --store runs/e2e/results.sqlite --out runs/e2e/30min
+    NAS_ENV_DATA=../shared/data python benchmarks/bench_search.py --env NAS-CIFAR10-v0 \
+        --policies random,screened_evolution --seeds 3 --time-budget 1800 --out runs/e2e_cnn/30min
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from _fidelity_runs import parse_preset
+from _search_report import (
+    REPORT_COLUMN,
+    Figures,
+    judge_by_retraining,
+    judge_by_table,
+    reference_labels,
+    summary,
+    write_runs,
+)
+from bench_fidelity import CNN_REFERENCE, REFERENCE_LABEL
 from tqdm import tqdm
 
 from agents.base import AGENT_NAMES
 from nas_env.errors import EvaluationError, NASEnvError, check_choice
+from nas_env.evaluators.cifar import CifarTrainingEvaluator
 from nas_env.evaluators.replay import ZERO_COST_PREFIX
 from nas_env.evaluators.tabular import find_nb201_table, load_nb201_table
 from nas_env.evaluators.zero_cost import ZERO_COST_METRIC
-from nas_env.search_spaces.nb201 import NUM_CELLS, NB201Architecture
 from nas_env.threads import torch_threads
 from nas_env.training.calibration import cpu_model
-from nas_env.training.recipes import NB201_FIDELITIES
+from nas_env.training.recipes import FIDELITIES, NB201_FIDELITIES, Fidelity
 from scripts._cli import (
     TIME_BUDGET_CAP,
     OneLineParser,
@@ -63,7 +80,7 @@ from scripts._cli import (
     make_env,
 )
 from scripts._timed_search import (
-    REPLAY_ENV_ID,
+    REPLAY_ENV_IDS,
     Job,
     Labels,
     RunResult,
@@ -75,25 +92,12 @@ from scripts._timed_search import (
     screen_of,
 )
 
-ENV_ID = "NAS-Bench-201-v0"
-REPORT_COLUMN = "cifar10_test_acc_200ep"
+PRESETS: dict[str, dict[str, Fidelity]] = {"NAS-Bench-201-v0": NB201_FIDELITIES, "NAS-CIFAR10-v0": FIDELITIES}
+"""The envs a benchmark searches, and the presets their children train at."""
+LONG_REFERENCE = "long"
+"""``--reference`` of the CNN space's long recipe: bench_fidelity's 10k images x 10 epochs at 32x32."""
 POLICIES = tuple(name for name in AGENT_NAMES if name != "halving")
 """Policies a run may use (successive halving comes from ``--promote``, around any of them)."""
-PUBLISHED = (
-    ("random search", "93.70 ± 0.36", "12,000 simulated GPU-s of table look-ups"),
-    ("REINFORCE", "93.85 ± 0.37", "12,000 simulated GPU-s of table look-ups"),
-    ("REA", "93.92 ± 0.30", "12,000 simulated GPU-s of table look-ups"),
-    ("BOHB", "93.61", "12,000 simulated GPU-s of table look-ups"),
-    ("GDAS", "93.51-93.61", "weight sharing, ~8 h on a GPU"),
-    ("RSPS", "87.66", "weight sharing, hours on a GPU"),
-    ("SETN", "86.19", "weight sharing, hours on a GPU"),
-    ("ENAS", "54.30", "weight sharing, hours on a GPU"),
-    ("DARTS", "54.30", "weight sharing, hours on a GPU"),
-    ("NASWOT (N=1000)", "92.96", "training-free (Mellor et al., ICML 2021)"),
-    ("optimum", "94.37", "the table's best cell"),
-)
-"""Published CIFAR-10 test accuracy (%) of the cell found: NB201 (Dong & Yang, ICLR 2020) Table 5
-(std where ``scripts._benchmark_report`` has it), and NASWOT; none measured here."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,8 @@ class BenchSearchConfig:
     """Output directory: runs.csv (one row per run), summary.md, config.json."""
     time_budget: float | None = None
     """Wall-clock seconds per run: its charged seconds / --workers (required)."""
+    env: str = "NAS-Bench-201-v0"
+    """The env searched: NAS-Bench-201-v0 (judged by its table) or NAS-CIFAR10-v0 (by retraining)."""
     policies: str = "random,local_search"
     """Comma-separated search policies (agents.AGENT_NAMES but halving; see --promote)."""
     seeds: int = 3
@@ -122,6 +128,11 @@ class BenchSearchConfig:
     """Results store shared by every run (default: OUT/results.sqlite)."""
     table: str | None = None
     """NB201 table judging the returned cells (default: found under $NAS_ENV_DATA)."""
+    reference: str | None = None
+    """CNN space: the recipe retraining the returned architectures: long (10k x 10 epochs, 32x32;
+    the default) or a preset with overrides (proxy:epochs=8)."""
+    reference_seeds: int | None = None
+    """CNN space: training seeds of each retraining at --reference (default 2)."""
     max_evaluations: int = TIME_BUDGET_CAP
     """Most evaluations a run may make (the time budget usually stops it first)."""
     agent_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -149,9 +160,11 @@ class BenchSearchConfig:
             check_choice("--policies entry", name, POLICIES)
         if not self.policy_list or len(set(self.policy_list)) != len(self.policy_list):
             raise UsageError(f"--policies {self.policies!r} must name each policy once")
-        check_choice("--fidelity", self.fidelity, NB201_FIDELITIES)
+        check_choice("--env", self.env, tuple(PRESETS))
+        check_choice("--fidelity", self.fidelity, tuple(PRESETS[self.env]))
         for rung in self.rungs:
-            check_choice("--promote entry", rung, NB201_FIDELITIES)
+            check_choice("--promote entry", rung, tuple(PRESETS[self.env]))
+        self._check_judge()
         for flag, value in (("--seeds", self.seeds), ("--workers", self.workers)):
             if value < 1:
                 raise UsageError(f"{flag} {value} must be at least 1")
@@ -167,6 +180,22 @@ class BenchSearchConfig:
             raise UsageError("--export writes the store's evaluations; a --replay run has none of its own")
         self.overrides()
 
+    def _check_judge(self) -> None:
+        """Judge settings that fit the env: the table for NB201, the reference retraining for CNN."""
+        if self.env == "NAS-Bench-201-v0":
+            for flag, value in (("--reference", self.reference), ("--reference-seeds", self.reference_seeds)):
+                if value is not None:
+                    raise UsageError(f"{flag} applies to --env NAS-CIFAR10-v0 (NB201 is judged by its table)")
+            return
+        if self.table is not None:
+            raise UsageError(
+                "--table applies to --env NAS-Bench-201-v0 (the CNN space is judged by retraining)"
+            )
+        if self.reference_seeds is not None and self.reference_seeds < 1:
+            raise UsageError(f"--reference-seeds {self.reference_seeds} must be at least 1")
+        if self.reference not in (None, LONG_REFERENCE):
+            parse_preset(str(self.reference))  # a bad preset, field or value: one line naming it
+
     @property
     def policy_list(self) -> tuple[str, ...]:
         """The policies, in the order given."""
@@ -181,6 +210,23 @@ class BenchSearchConfig:
     def store_path(self) -> str:
         """The results store shared by every run."""
         return self.store or str(Path(str(self.out)) / "results.sqlite")
+
+    @property
+    def reference_spec(self) -> str:
+        """CNN space: ``--reference``, or ``long`` when not given."""
+        return self.reference or LONG_REFERENCE
+
+    @property
+    def reference_count(self) -> int:
+        """CNN space: training seeds per retraining (``--reference-seeds``, default 2)."""
+        return 2 if self.reference_seeds is None else self.reference_seeds
+
+    def reference_recipe(self) -> tuple[Fidelity, str]:
+        """CNN space: the recipe retraining the returned architectures, and how to describe it."""
+        if self.reference_spec == LONG_REFERENCE:
+            return CNN_REFERENCE, f"{REFERENCE_LABEL} (bench_fidelity's reference)"
+        name, overrides = parse_preset(self.reference_spec)
+        return FIDELITIES[name].replace(**overrides), f"--reference {self.reference_spec}"
 
     def overrides(self) -> dict[str, dict[str, Any]]:
         """``--agent-kwargs`` split per policy.
@@ -208,11 +254,13 @@ def prepare(config: BenchSearchConfig) -> tuple[list[Job], Labels]:
     screen_store = config.store_path
     kwargs: dict[str, Any]
     if config.replay is not None:
-        env_id, kwargs = REPLAY_ENV_ID, {"replay_csv": config.replay}
-        screen_store = replay_screen_store(config.replay, Path(str(config.out)) / "replay_screen.sqlite")
+        env_id, kwargs = REPLAY_ENV_IDS[config.env], {"replay_csv": config.replay}
+        screen_path = Path(str(config.out)) / "replay_screen.sqlite"
+        screen_store = replay_screen_store(config.replay, screen_path, config.env)
     else:
-        env_id = ENV_ID
-        kwargs = {"table_path": None, "cache_path": config.store_path, "device": config.device}
+        env_id = config.env
+        own = {"table_path": None} if config.env == "NAS-Bench-201-v0" else {"reward": "accuracy"}
+        kwargs = {**own, "cache_path": config.store_path, "device": config.device}
     promote = {"rungs": config.rungs, "eta": config.promote_eta, "bracket": config.promote_bracket}
     labels: Labels = {}
     overrides = config.overrides()
@@ -244,94 +292,6 @@ def prepare(config: BenchSearchConfig) -> tuple[list[Job], Labels]:
     return jobs, labels
 
 
-# ---- figures -----------------------------------------------------------------------------------------
-
-
-def judge(results: Sequence[RunResult], table: str) -> list[tuple[float, int]]:
-    """Each returned cell's 200-epoch test accuracy (%) in the table and its rank (1 = best) of 15,625."""
-    column = load_nb201_table(table).column(REPORT_COLUMN)
-    out = []
-    for result in results:
-        if result.arch is None:
-            out.append((float("nan"), 0))
-            continue
-        accuracy = float(column[NB201Architecture.from_str(result.arch).index])
-        out.append((accuracy, 1 + int(np.sum(column > accuracy))))
-    return out
-
-
-def _mean_std(values: Sequence[float], digits: int) -> str:
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
-
-
-def summary(
-    config: BenchSearchConfig,
-    results: Sequence[RunResult],
-    figures: list[tuple[float, int]],
-    table: str,
-    command: str,
-) -> str:
-    """The side-by-side table per policy, the published rows, and every run with its seed."""
-    source = f"replayed from {config.replay}" if config.replay else f"store {config.store_path}"
-    ladder = f" promoted to {', '.join(config.rungs)}" if config.rungs else ""
-    lines = [
-        f"# End to end: {ENV_ID} trained at {config.fidelity}{ladder}, {config.time_budget:g} s per run",
-        "",
-        f"Clock: charged measured seconds / {config.workers} one-thread workers; {source}. "
-        f"Seeds 0..{config.seeds - 1}.",
-        f"Judged by {REPORT_COLUMN} of the returned cell in {table}; rank 1 = best of {NUM_CELLS:,}.",
-        f"Command: `{command}`",
-        f"CPU: {cpu_model()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end.",
-        "",
-        "| policy | test acc. (%) | rank | evaluations | clock (min) | runs |",
-        "|---|---|---|---|---|---|",
-    ]
-    for policy in config.policy_list:
-        mine = [(r, f) for r, f in zip(results, figures, strict=True) if r.policy == policy and r.arch]
-        accs, ranks = [f[0] for _, f in mine], [float(f[1]) for _, f in mine]
-        evals, clock = [float(r.evaluations) for r, _ in mine], [r.clock_s / 60 for r, _ in mine]
-        name = f"{policy}+sh" if config.rungs else policy
-        lines.append(
-            f"| {name} | {_mean_std(accs, 2)} | {_mean_std(ranks, 0)} | {_mean_std(evals, 1)} | "
-            f"{_mean_std(clock, 1)} | {len(mine)} of {config.seeds} |"
-        )
-    lines += [
-        "",
-        "Published, not measured here: CIFAR-10 test accuracy (%) of the cell found "
-        "(NB201, Dong & Yang, ICLR 2020, Table 5; NASWOT, Mellor et al., ICML 2021).",
-        "",
-        "| method (published) | test acc. (%) | budget |",
-        "|---|---|---|",
-    ]
-    lines += [f"| {name} | {acc} | {setting} |" for name, acc, setting in PUBLISHED]
-    lines += [
-        "",
-        "| policy | seed | returned cell | search reward | test acc. (%) | rank | evaluations "
-        "| trained now | clock s | wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r, (acc, rank) in zip(results, figures, strict=True):
-        lines.append(
-            f"| {r.policy} | {r.seed} | `{r.arch}` | {r.reward:.4f} | {acc:.2f} | {rank} | "
-            f"{r.evaluations} | {r.trained} | {r.clock_s:.1f} | {r.wall_s:.0f} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def write_runs(path: Path, results: Sequence[RunResult], figures: list[tuple[float, int]]) -> None:
-    """One row per run: what it returned, the table's figures for it (test accuracy %, rank), its cost."""
-    pairs = zip(results, figures, strict=True)
-    rows = [{**asdict(r), "test_acc_200ep": acc, "rank": rank} for r, (acc, rank) in pairs]
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=[*asdict(results[0]), "test_acc_200ep", "rank"])
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 # ---- command line ------------------------------------------------------------------------------------
 
 
@@ -344,17 +304,43 @@ def parse_config(argv: Sequence[str]) -> BenchSearchConfig:
     return BenchSearchConfig(**given_values(parser.parse_args(argv)))
 
 
+Judge = Callable[[Sequence[RunResult]], list[Figures]]
+
+
+def make_judge(config: BenchSearchConfig) -> tuple[Judge, str, Labels]:
+    """How the returned architectures are judged, what judges them (for the summary), and the store
+    labels of the judge's own evaluations (the CNN space's retrainings, exported and imported too).
+
+    Raises:
+        DatasetError: No NB201 table found, or one without the 200-epoch test accuracy.
+    """
+    if config.env == "NAS-Bench-201-v0":
+        table = str(config.table or find_nb201_table())
+        load_nb201_table(table).column(REPORT_COLUMN)
+        return (lambda results: judge_by_table(results, table)), table, {}
+    recipe, described = config.reference_recipe()
+    evaluator = CifarTrainingEvaluator(recipe, device=config.device)
+    spec, seeds = config.reference_spec, config.reference_count
+
+    def judge(results: Sequence[RunResult]) -> list[Figures]:
+        return judge_by_retraining(
+            results, evaluator, spec, seeds, config.store_path, config.workers, config.replay
+        )
+
+    return judge, described, reference_labels(evaluator, spec, seeds)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run (or replay) every policy x seed, print and write the figures; 2 on a bad argument."""
     args = list(sys.argv[1:] if argv is None else argv)
     command = shlex.join(["python", "benchmarks/bench_search.py", *args])
     try:
         config = parse_config(args)
-        table = str(config.table or find_nb201_table())
-        load_nb201_table(table).column(REPORT_COLUMN)
         Path(str(config.out)).mkdir(parents=True, exist_ok=True)
         with torch_threads(1):  # as in the runs: precision="auto" is chosen per thread count
+            judge, judged_by, judge_labels = make_judge(config)
             jobs, labels = prepare(config)
+        labels |= judge_labels
     except (ValueError, NASEnvError) as exc:
         print(f"bench_search: error: {exc}", file=sys.stderr)
         return 2
@@ -385,8 +371,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         results = []
     if results:
-        figures = judge(results, table)
-        text = summary(config, results, figures, table, command)
+        try:
+            figures = judge(results)
+        except NASEnvError as exc:  # a replay without a returned architecture's reference row
+            print(f"bench_search: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(
+                f"\nbench_search: stopped while retraining; finished ones are in {config.store_path}: "
+                "rerun to continue",
+                file=sys.stderr,
+            )
+            return 130
+        text = summary(config, results, figures, judged_by, command)
         write_runs(out / "runs.csv", results, figures)
         (out / "summary.md").write_text(text)
         print(text)

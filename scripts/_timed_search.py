@@ -7,9 +7,10 @@ the measured seconds of each zero-cost score it uses. The run's clock is its cha
 divided by its one-thread workers, and the evaluation that would take the clock past the budget is
 dropped. So a run costs what a fresh run would, however much of it the store already held.
 
-``NAS-Bench-201-Replay-v0`` (:class:`NB201ReplayEnv`) scores NB201 cells from a measured-evaluations
-CSV (:mod:`nas_env.evaluators.replay`) that :func:`export_measured` writes from the store, so the same
-runs replay without training; :func:`replay_screen_store` gives their screens the CSV's scores.
+``NAS-Bench-201-Replay-v0`` and ``NAS-CIFAR10-Replay-v0`` (:class:`ReplayEnv`) score NB201 cells
+and CNN children from a measured-evaluations CSV (:mod:`nas_env.evaluators.replay`) that
+:func:`export_measured` writes from the store, so the same runs replay without training;
+:func:`replay_screen_store` gives their screens the CSV's scores.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from nas_env.evaluators.replay import (
 )
 from nas_env.evaluators.zero_cost import ZERO_COST_METRIC
 from nas_env.rewards import get_reward
+from nas_env.search_spaces.cnn import CnnSearchSpace
 from nas_env.search_spaces.nb201 import NB201SearchSpace
 from nas_env.store import ResultsStore
 from nas_env.threads import torch_threads
@@ -49,26 +51,34 @@ from nas_env.training.calibration import cpu_model
 from scripts._cli import git_commit
 from scripts._jobs import run_jobs
 
-REPLAY_ENV_ID = "NAS-Bench-201-Replay-v0"
+REPLAY_ENV_IDS = {"NAS-Bench-201-v0": "NAS-Bench-201-Replay-v0", "NAS-CIFAR10-v0": "NAS-CIFAR10-Replay-v0"}
+"""The env a ``--replay`` run searches in place of each searchable env."""
+SPACES: dict[str, Callable[[], Any]] = {
+    "NAS-Bench-201-v0": NB201SearchSpace,
+    "NAS-CIFAR10-v0": CnnSearchSpace,
+}
+"""Each searchable env's search space, as ``gym.make(env_id)`` builds it by default."""
 
 
-class NB201ReplayEnv(TokenNASEnv):
-    """NAS-Bench-201's cell space scored from a measured-evaluations CSV at one fidelity: no training.
+class ReplayEnv(TokenNASEnv):
+    """An env's search space scored from a measured-evaluations CSV at one fidelity: no training.
 
-    The reward is the validation accuracy, as in ``NAS-Bench-201-v0``'s trained mode.
+    The reward is the validation accuracy, as in the benchmark's trained envs (``reward="accuracy"``).
 
     Args:
         replay_csv: The CSV (see :mod:`nas_env.evaluators.replay`).
         fidelity: The rows answered (successive halving remakes the env with each rung's preset).
+        space_of: The env whose default search space is searched (a key of :data:`SPACES`).
     """
 
-    def __init__(self, replay_csv: str, fidelity: str = "proxy") -> None:
+    def __init__(self, replay_csv: str, fidelity: str = "proxy", space_of: str = "NAS-Bench-201-v0") -> None:
         evaluation = EvaluationService(ReplayEvaluator(replay_csv, fidelity), get_reward("accuracy"))
-        super().__init__(NB201SearchSpace(), evaluation)
+        super().__init__(SPACES[space_of](), evaluation)
 
 
-if REPLAY_ENV_ID not in gym.registry:
-    gym.register(id=REPLAY_ENV_ID, entry_point=f"{__name__}:NB201ReplayEnv")
+for _env_id, _replay_id in REPLAY_ENV_IDS.items():
+    if _replay_id not in gym.registry:
+        gym.register(id=_replay_id, entry_point=f"{__name__}:ReplayEnv", kwargs={"space_of": _env_id})
 
 
 @dataclass(frozen=True)
@@ -187,7 +197,7 @@ def run_job(job: Job, progress: Callable[[float], object] | None = None) -> RunR
 
     def record(evaluation: Evaluation) -> None:
         info = evaluation.info
-        if not info.get("cached") and job.env_id != REPLAY_ENV_ID:
+        if not info.get("cached") and job.env_id not in REPLAY_ENV_IDS.values():
             trained.append(evaluation)
         fidelity = str(info["fidelity"]) if info.get("rung") else job.fidelity
         clock = meter.charge(evaluation.arch, fidelity, float(info["cost_s"]))
@@ -243,7 +253,7 @@ Labels = dict[str, tuple[str, str]]
 """Store fingerprint -> (the fidelity label of its CSV rows, the metric holding their score)."""
 
 
-def replay_screen_store(replay: str, path: Path) -> str:
+def replay_screen_store(replay: str, path: Path, env_id: str = "NAS-Bench-201-v0") -> str:
     """A fresh store at ``path`` holding the replay CSV's zero-cost scores, where screens look them up."""
     for suffix in ("", "-wal", "-shm"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
@@ -253,7 +263,7 @@ def replay_screen_store(replay: str, path: Path) -> str:
         if row.fidelity.startswith(ZERO_COST_PREFIX):
             name = row.fidelity.removeprefix(ZERO_COST_PREFIX)
             if name not in keys:
-                keys[name] = ZeroCostScreen(NB201SearchSpace(), name, None).key
+                keys[name] = ZeroCostScreen(SPACES[env_id](), name, None).key
             store.add(
                 row.arch,
                 keys[name],
@@ -271,7 +281,7 @@ def export_measured(config: Any, labels: Labels, command: str) -> int:
     first failure when it never succeeded. Comment lines say how, where and when it was measured.
 
     Args:
-        config: The benchmark's settings (``BenchSearchConfig``: ``export``, ``store_path``,
+        config: The benchmark's settings (``BenchSearchConfig``: ``env``, ``export``, ``store_path``,
             ``workers``, ``device``).
         labels: Fingerprint -> (fidelity label, metric), from the benchmark's envs and screens.
         command: The command line, recorded in the file.
@@ -281,7 +291,7 @@ def export_measured(config: Any, labels: Labels, command: str) -> int:
     """
     made = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     comments = [
-        "measured evaluations of NAS-Bench-201-v0, trained mode: per arch and fidelity its first success",
+        f"measured evaluations of {config.env}, trained mode: per arch and fidelity its first success",
         f"made by: {command}",
         f"CPU: {cpu_model()}, {os.cpu_count()} cores; {config.workers} one-thread worker processes; "
         f"device {config.device}; torch {torch.__version__}",

@@ -1,7 +1,7 @@
 """``benchmarks/bench_search.py``: searches in NB201's trained mode under a wall clock charged in measured
-seconds, judged by the table. Real training at the ``smoke`` preset (a few children per run), on the
-synthetic table and on the real one; the charging of stored evaluations, export and replay, resume
-after a kill, and one-line errors for bad arguments."""
+seconds, judged by the table; and on the CNN space, judged by retraining. Real training at the ``smoke``
+preset (a few children per run), on the synthetic table and on the real one; the charging of stored
+evaluations, export and replay, resume after a kill, and one-line errors for bad arguments."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from nas_env.evaluators.replay import (
     write_measured_csv,
 )
 from nas_env.evaluators.tabular import find_nb201_table, load_nb201_table
+from nas_env.search_spaces.cnn import CnnArchitecture
 from nas_env.search_spaces.nb201 import NB201Architecture
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,6 +36,7 @@ SCRIPT = REPO / "benchmarks" / "bench_search.py"
 
 def _load_bench() -> Any:
     """The benchmark script as a module (benchmarks/ is not a package), to call its ``main`` here."""
+    sys.path.insert(0, str(SCRIPT.parent))  # its sibling modules, as when run as a script
     spec = importlib.util.spec_from_file_location("bench_search", SCRIPT)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -451,3 +453,82 @@ def test_a_missing_budget_and_a_replay_without_the_fidelity_give_one_line(
     assert bench.main(args) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "expected the header arch,fidelity,score,seconds,seed" in err
+
+
+# ---- the CNN space: judged by retraining -----------------------------------------------------------------
+
+
+CNN = ("--env", "NAS-CIFAR10-v0", "--reference", "smoke", "--reference-seeds", "2", "--seeds", "1")
+
+
+def test_the_cnn_space_retrains_what_each_search_returns_and_replays(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Random and screened random search on NAS-CIFAR10-v0 at smoke; each returned architecture is
+    retrained at the reference with two training seeds, kept in the store, exported and replayed."""
+    store, exported = tmp_path / "store.sqlite", tmp_path / "measured.csv"
+    args = (*CNN, "--policies", "random,screened_random", "--time-budget", "1000", "--max-evaluations", "3")
+    rows = run(tmp_path / "a", *args, "--store", str(store), "--export", str(exported))
+    assert [(r["policy"], r["evaluations"]) for r in rows] == [("random", "3"), ("screened_random", "3")]
+    for row in rows:
+        per_seed = [float(row["reference_acc_s0"]), float(row["reference_acc_s1"])]
+        assert all(0 <= acc <= 100 for acc in per_seed) and CnnArchitecture.from_str(row["arch"]).layers
+        assert float(row["reference_acc"]) == pytest.approx(sum(per_seed) / 2)
+    measured = read_measured_csv(exported)
+    retrained = {(r.arch, r.fidelity) for r in measured if r.fidelity.startswith("reference=")}
+    archs = {row["arch"] for row in rows}
+    assert retrained == {(a, f"reference=smoke:s{s}") for a in archs for s in (0, 1)}
+    assert "measured evaluations of NAS-CIFAR10-v0" in exported.read_text()
+    text = (tmp_path / "a" / "summary.md").read_text()
+    assert "| screened_random |" in text and "vs random, same seed" in text
+    assert "Training-seed noise of the reference" in text
+    # Rerunning over the store trains nothing, the retrainings included; the replay trains nothing.
+    count = len(stored(store))
+    again = run(tmp_path / "b", *args, "--store", str(store))
+    replayed = run(tmp_path / "c", *args, "--replay", str(exported))
+    assert [r["trained"] for r in again] == ["0", "0"] and len(stored(store)) == count
+    for other in (again, replayed):
+        for first, row in zip(rows, other, strict=True):
+            for key in ("arch", "reward", "charged_s", "reference_acc_s0", "reference_acc_s1"):
+                assert row[key] == first[key], key
+    # A replay whose file lacks a returned architecture's retraining stops with one line.
+    lines = exported.read_text().splitlines()
+    exported.write_text("\n".join(line for line in lines if "reference=smoke:s1" not in line) + "\n")
+    capsys.readouterr()
+    code = bench.main(["--no-progress", "--fidelity", "smoke", "--workers", "1", "--out", str(tmp_path / "d"),
+                       *args, "--replay", str(exported)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1 and "reference=smoke:s1" in err, err
+
+
+CNN_BAD = [
+    (
+        ["--fidelity", "proxi"],
+        "--fidelity='proxi' is not allowed; expected one of ['paper', 'proxy', 'smoke']",
+    ),
+    (["--env", "NAS-PTB-v0"], "--env='NAS-PTB-v0' is not allowed"),
+    (["--table", "t.csv"], "--table applies to --env NAS-Bench-201-v0"),
+    (["--reference", "proxi"], "--presets: unknown preset 'proxi'; choose from ['paper', 'proxy', 'smoke']"),
+    (["--reference", "proxy:epoch=3"], "unknown field 'epoch'"),
+    (["--reference-seeds", "0"], "--reference-seeds 0 must be at least 1"),
+]
+
+
+@pytest.mark.parametrize(("extra", "message"), CNN_BAD)
+def test_bad_cnn_arguments_give_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
+    base = ["--out", str(tmp_path / "out"), "--env", "NAS-CIFAR10-v0", "--time-budget", "60"]
+    assert bench.main(["--no-progress", *base, *extra]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("bench_search: error: ") and message in err, err
+
+
+@pytest.mark.parametrize("flag", [["--reference", "long"], ["--reference-seeds", "3"]])
+def test_reference_settings_on_nb201_give_one_line(
+    table: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: list[str]
+) -> None:
+    base = ["--out", str(tmp_path / "out"), "--table", table, "--time-budget", "60"]
+    assert bench.main(["--no-progress", *base, *flag]) == 2
+    err = capsys.readouterr().err
+    assert f"{flag[0]} applies to --env NAS-CIFAR10-v0" in err and len(err.splitlines()) == 1, err
