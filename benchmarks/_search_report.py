@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _fidelity_runs import Trainer
 
 from nas_env.evaluators.base import Evaluator
 from nas_env.evaluators.replay import ReplayEvaluator
@@ -89,21 +90,20 @@ def judge_by_retraining(
     Raises:
         DatasetError: With ``replay``, a returned architecture without its reference row.
     """
-    from _fidelity_runs import Trainer  # benchmarks/ is on the path of its scripts
-
     archs = sorted({r.arch for r in results if r.arch is not None})
     parsed = [CnnArchitecture.from_str(a) for a in archs]
     accuracy: dict[tuple[str, int], float] = {}
+    store = None if replay is not None else ResultsStore(store_path)
     for seed in range(seeds):
         label = reference_label(reference, seed)
-        if replay is not None:
-            answer = ReplayEvaluator(replay, label)
+        if store is None:
+            answer = ReplayEvaluator(str(replay), label)
             values = [100 * answer.evaluate(arch, seed).metrics["val_accuracy"] for arch in parsed]
         else:
-            store = ResultsStore(store_path)
             values, _ = Trainer(store, workers).accuracies(evaluator, parsed, seed, label)
-            store.close()
         accuracy.update({(a, seed): float(v) for a, v in zip(archs, values, strict=True)})
+    if store is not None:
+        store.close()
     out: list[Figures] = []
     for result in results:
         per_seed = [accuracy[(result.arch, s)] if result.arch else float("nan") for s in range(seeds)]
