@@ -199,3 +199,18 @@ def test_ptb_reference_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap
     taus = r"tau s0-s1\s+-?\d\.\d{3}\s+seed 0 vs reference\s+-?\d\.\d{3}\s+seed 1 vs reference\s+-?\d\.\d{3}"
     assert re.search(rf"^  smoke\s+{taus}\s+mean vs reference\s+-?\d\.\d{{3}}", out, re.M), out
     assert re.search(r"^  cell\s+smoke s0\s+smoke s1\s+reference  architecture$", out, re.M), out
+
+
+def test_the_ptb_reference_is_the_proxy_trained_longer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What docs/ptb.md states of the reference: the proxy's model and optimiser, three times its
+    training tokens, the whole validation split; nothing else differs."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    from _fidelity_ptb import PTB_REFERENCE
+
+    from nas_env.training.ptb import PTB_FIDELITIES, PTB_TRAIN_TOKENS
+
+    proxy = PTB_FIDELITIES["proxy"]
+    trained = {f: (f.train_tokens or PTB_TRAIN_TOKENS) * f.epochs for f in (proxy, PTB_REFERENCE)}
+    assert trained[PTB_REFERENCE] >= 3 * trained[proxy] and PTB_REFERENCE.valid_tokens is None
+    length = {"epochs": 1, "train_tokens": proxy.train_tokens, "valid_tokens": proxy.valid_tokens}
+    assert PTB_REFERENCE.replace(**length) == proxy

@@ -20,8 +20,8 @@ def test_proxy_preset_is_the_measured_recipe() -> None:
     proxy = PTB_FIDELITIES["proxy"]
     assert proxy.unigram_bias and (proxy.optimizer, proxy.lr, proxy.lr_schedule) == ("adam", 1e-2, "cosine")
     assert (proxy.hidden_size, proxy.num_layers, proxy.epochs) == (64, 2, 1)
-    assert (proxy.train_tokens, proxy.valid_tokens, proxy.batch_size, proxy.bptt) == (200_000, 20_000, 16, 35)
-    assert proxy.dropout == 0.0
+    assert (proxy.train_tokens, proxy.valid_tokens, proxy.batch_size, proxy.bptt) == (600_000, 20_000, 16, 35)
+    assert proxy.dropout == 0.0 and proxy.adaptive_softmax == 2000
     assert not PTB_FIDELITIES["paper"].unigram_bias  # Zaremba's recipe, unchanged
 
 
@@ -64,7 +64,7 @@ def test_unigram_bias_enters_the_cache_key_only_when_set() -> None:
 
 
 def test_adaptive_softmax_enters_the_cache_key_only_when_set() -> None:
-    base = PTB_FIDELITIES["proxy"]
+    base = PTB_FIDELITIES["proxy"].replace(adaptive_softmax=None)
     assert base.fingerprint == base.replace(adaptive_softmax=None).fingerprint
     assert base.replace(adaptive_softmax=2000).fingerprint not in (
         base.fingerprint,
@@ -147,3 +147,13 @@ def test_an_adaptive_softmax_is_refused_at_construction_where_it_cannot_apply() 
     with pytest.raises(ValueError, match=r"adaptive_softmax=10000 with level='word'"):
         PtbTrainingEvaluator(adaptive.replace(adaptive_softmax=10_000), download=False)
     assert PtbTrainingEvaluator(adaptive, download=False).fidelity.adaptive_softmax == 100
+
+
+def test_the_character_level_keeps_the_full_softmax_of_a_preset() -> None:
+    """The proxy's adaptive softmax is for the 10,000-word vocabulary: NAS-PTBChar-v0's default
+    ``proxy`` runs with the full softmax over its ~50 characters instead of being refused."""
+    from nas_env.evaluators.ptb import PtbTrainingEvaluator
+
+    char = PtbTrainingEvaluator("proxy", level="char", download=False)
+    assert char.fidelity == PTB_FIDELITIES["proxy"].replace(adaptive_softmax=None)
+    assert PtbTrainingEvaluator("proxy", download=False).fidelity == PTB_FIDELITIES["proxy"]

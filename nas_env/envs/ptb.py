@@ -93,6 +93,10 @@ class PtbNASEnv(TokenNASEnv):
       (docs/ptb.md). The reward's definition is unchanged, its values and cache keys are not
       (NAS-PTBChar-v0 shares the presets); the id was not bumped: pin ``fidelity=PtbFidelity(...)``
       to reproduce old figures.
+    * v0, ``proxy`` with an adaptive softmax (``PtbFidelity.adaptive_softmax=2000``) and 600k
+      training tokens: three times the tokens at about twice the speed, so cells learn context
+      well past the unigram model (figures in docs/ptb.md). Values and cache keys changed again;
+      NAS-PTBChar-v0's ``proxy`` keeps the full softmax over its characters.
     """
 
     level = "word"

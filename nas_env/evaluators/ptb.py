@@ -28,7 +28,8 @@ class PtbTrainingEvaluator(Evaluator):
     products of identity nodes grow without bound) is a ``status="failed"`` result with the error.
 
     Args:
-        fidelity: A preset name (``"paper"``, ``"proxy"``, ``"smoke"``) or a ``PtbFidelity``.
+        fidelity: A preset name (``"paper"``, ``"proxy"``, ``"smoke"``) or a ``PtbFidelity``. At
+            the character level a preset's adaptive softmax is dropped (full softmax over ~50 characters).
         data_dir: Root holding ``ptb/``; defaults to ``$NAS_ENV_DATA``.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...
         download: Download the word-level files (md5-checked) when they are not found.
@@ -46,6 +47,10 @@ class PtbTrainingEvaluator(Evaluator):
         """Resolve the fidelity; the data is loaded on the first evaluation."""
         check_choice("level", level, LEVELS)
         self.fidelity = get_ptb_fidelity(fidelity)
+        if isinstance(fidelity, str) and level != "word":
+            # A preset's adaptive softmax serves the 10,000-word vocabulary; characters (about 50)
+            # keep the full softmax. A PtbFidelity asking for one at this level is refused below.
+            self.fidelity = self.fidelity.replace(adaptive_softmax=None)
         cutoff = self.fidelity.adaptive_softmax
         if cutoff is not None and (level != "word" or cutoff >= WORD_VOCAB_SIZE):
             raise ValueError(
