@@ -91,6 +91,14 @@ def ptb_section(trainer: Trainer, presets: list[str], args: argparse.Namespace) 
                 mean = np.exp(np.mean(np.log([ppl for ppl, _ in runs]), axis=0))
                 taus["mean vs reference"] = kendall_tau(mean, reference)
         lines.append(row(preset, taus, [s for run in runs for s in run[1]]) + trainer.wall_per_child(preset))
+        if reference is not None and len(ref_runs) > 1:
+            # Proxy seed s and reference seed s start from the same weights and read the same first
+            # tokens, which flatters their tau; the reference runs of the other seeds share neither.
+            unshared = []
+            for s, (ppl, _) in enumerate(runs):
+                others = [ref for r, (ref, _) in enumerate(ref_runs) if r != s]
+                unshared.append(f"seed {s} {kendall_tau(ppl, np.exp(np.mean(np.log(others), axis=0))):6.3f}")
+            lines.append("    tau vs the other seeds' reference (no shared start): " + "  ".join(unshared))
         per_seed = [ppl for ppl, _ in runs]
         if len(runs) > 1:  # the geometric mean of the seeds' perplexities (inf if one diverged)
             per_seed.append(list(np.exp(np.mean(np.log(per_seed), axis=0))))

@@ -214,3 +214,28 @@ def test_the_ptb_reference_is_the_proxy_trained_longer(monkeypatch: pytest.Monke
     assert trained[PTB_REFERENCE] >= 3 * trained[proxy] and PTB_REFERENCE.valid_tokens is None
     length = {"epochs": 1, "train_tokens": proxy.train_tokens, "valid_tokens": proxy.valid_tokens}
     assert PTB_REFERENCE.replace(**length) == proxy
+
+
+def test_ptb_tau_against_the_reference_runs_a_seed_does_not_share(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """With the reference set to the preset itself, reference seed s *is* preset seed s, so the
+    tau of each seed against the other seed's reference run must be the seed-to-seed tau."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import _fidelity_ptb
+    import bench_fidelity
+
+    from nas_env.training.ptb import PTB_FIDELITIES
+
+    monkeypatch.setattr(_fidelity_ptb, "PTB_REFERENCE", PTB_FIDELITIES["smoke"])
+    args = ["--space", "ptb", "--presets", "smoke", "--rnn-cells", "3", "--reference-seeds", "2"]
+    bench_fidelity.main([*args, "--threads", "1", "--store", str(tmp_path / "ptb.sqlite")])
+    out = capsys.readouterr().out
+    seed_to_seed = re.search(r"^  smoke\s+tau s0-s1\s+(-?\d\.\d{3})", out, re.M)
+    unshared = re.search(
+        r"^    tau vs the other seeds' reference \(no shared start\): seed 0\s+(\S+)\s+seed 1\s+(\S+)$",
+        out,
+        re.M,
+    )
+    assert seed_to_seed and unshared, out
+    assert unshared.group(1) == unshared.group(2) == seed_to_seed.group(1)
