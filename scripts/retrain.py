@@ -3,6 +3,10 @@
 Example::
 
     nas-retrain --arch "3x3:36 | 5x5:48 <0 | 3x3:64 <0,1" --fidelity paper --seed 0
+    nas-retrain --space ptb --arch nascell --fidelity proxy --epochs 2 --train-tokens all --valid-tokens all
+
+A recipe flag overrides that field of the preset (``--train-tokens all``: the whole split); a flag of
+the other space's recipe is refused.
 
 The test set is used here, and only here: search rewards never see it.
 """
@@ -13,7 +17,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import fields
+from dataclasses import asdict, fields
 from typing import Any
 
 from nas_env.errors import NASEnvError
@@ -25,9 +29,21 @@ from nas_env.training.ptb import PtbFidelity, get_ptb_fidelity
 from nas_env.training.recipes import FIDELITIES, Fidelity, get_fidelity
 
 
+def _check_overrides(recipe: type, overrides: dict[str, Any], space: str) -> None:
+    """Refuse a flag that is not a field of ``recipe``, naming it and the fields there are."""
+    known = {f.name for f in fields(recipe)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(
+            f"--{unknown[0].replace('_', '-')} does not apply to {space}; "
+            f"{recipe.__name__} has {sorted(known)}"
+        )
+
+
 def retrain_cnn(args: argparse.Namespace, fidelity_overrides: dict[str, Any]) -> dict[str, Any]:
     """Train a CNN string on CIFAR-10 and return its metrics (validation and test accuracy)."""
     arch = CnnArchitecture.from_str(args.arch)
+    _check_overrides(Fidelity, fidelity_overrides, "the CNN space")
     fidelity = get_fidelity(args.fidelity).replace(**fidelity_overrides)
     evaluator = CifarTrainingEvaluator(fidelity, data_dir=args.data_dir, device=args.device)
     result = evaluator.evaluate(arch, args.seed, with_test=True)
@@ -35,6 +51,7 @@ def retrain_cnn(args: argparse.Namespace, fidelity_overrides: dict[str, Any]) ->
         "arch": arch.to_str(),
         "space": "cnn",
         "fidelity": args.fidelity,
+        "recipe": asdict(fidelity),
         "seed": args.seed,
         "status": result.status,
         "error": result.error,
@@ -49,12 +66,7 @@ def retrain_ptb(
 ) -> dict[str, Any]:
     """Train a recurrent cell (string, ``nascell`` or ``tanh_rnn``) on PTB: validation and test perplexity."""
     arch = NAMED_CELLS.get(args.arch.strip().lower()) or RnnCellArchitecture.from_str(args.arch)
-    ptb_fields = {f.name for f in fields(PtbFidelity)}
-    unknown = sorted(set(fidelity_overrides) - ptb_fields)
-    if unknown:
-        raise ValueError(
-            f"--{unknown[0].replace('_', '-')} does not apply to PTB; PtbFidelity has {sorted(ptb_fields)}"
-        )
+    _check_overrides(PtbFidelity, fidelity_overrides, "PTB")
     fidelity = get_ptb_fidelity(args.fidelity).replace(**fidelity_overrides)
     evaluator = PtbTrainingEvaluator(fidelity, data_dir=args.data_dir, device=args.device, level=level)
     result = evaluator.evaluate(arch, args.seed, with_test=True)
@@ -62,6 +74,7 @@ def retrain_ptb(
         "arch": arch.to_str(),
         "space": "ptb" if level == "word" else "ptb-char",
         "fidelity": args.fidelity,
+        "recipe": asdict(fidelity),
         "seed": args.seed,
         "status": result.status,
         "error": result.error,
@@ -79,15 +92,50 @@ RETRAINERS: dict[str, Callable[[argparse.Namespace, dict[str, Any]], dict[str, A
 """Retraining function per search space (``--space``)."""
 
 
+NONE = object()
+"""What ``_count_or_all`` returns for all/none: the field's None, once the overrides are read
+(argparse's None means the flag was not given)."""
+
+
+def _count_or_all(text: str) -> int | object:
+    """A count, or ``all``/``none`` (the field's None: the whole split, or no adaptive softmax)."""
+    if text.lower() in ("all", "none"):
+        return NONE
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number, 'all' or 'none'") from None
+
+
 def _fidelity_override_flags(parser: argparse.ArgumentParser) -> None:
-    for f in fields(Fidelity):
-        kind = type(getattr(Fidelity(), f.name))
-        parser.add_argument(
-            f"--{f.name.replace('_', '-')}",
-            type=(lambda s: s.lower() in ("1", "true", "yes")) if kind is bool else kind,
-            default=None,
-            help=f"override the preset's {f.name}",
-        )
+    """One ``--field`` per field of the CNN and the PTB recipes (a shared name once)."""
+    seen: set[str] = set()
+    for recipe in (Fidelity, PtbFidelity):
+        for f in fields(recipe):
+            if f.name in seen:
+                continue
+            seen.add(f.name)
+            kind = type(getattr(recipe(), f.name))
+            parse: Callable[[str], Any] = (
+                (lambda s: s.lower() in ("1", "true", "yes"))
+                if kind is bool
+                else _count_or_all
+                if kind is type(None)
+                else kind
+            )
+            parser.add_argument(
+                f"--{f.name.replace('_', '-')}",
+                type=parse,
+                default=None,
+                help=f"override the preset's {f.name} ({recipe.__name__})",
+            )
+
+
+def recipe_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The recipe flags given on the command line, ``all``/``none`` as None."""
+    names = {f.name for recipe in (Fidelity, PtbFidelity) for f in fields(recipe)}
+    given = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    return {name: None if value is NONE else value for name, value in given.items()}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -109,7 +157,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``nas-retrain``; prints the metrics as JSON."""
     args = parse_args(argv)
-    overrides = {f.name: getattr(args, f.name) for f in fields(Fidelity) if getattr(args, f.name) is not None}
+    overrides = recipe_overrides(args)
     try:
         result = RETRAINERS[args.space](args, overrides)
     except (NASEnvError, ValueError) as exc:
