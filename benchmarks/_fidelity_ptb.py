@@ -40,6 +40,11 @@ differ only in how long they train and how much text they score. Spelled out, no
 PTB_REFERENCE_LABEL = "2 epochs of all 929k tokens, 64 units, all 73k validation tokens"
 
 
+def geometric_mean(runs: list[list[float]]) -> np.ndarray:
+    """Per cell, the geometric mean of several runs' perplexities (inf if any run diverged)."""
+    return np.exp(np.mean(np.log(runs), axis=0))
+
+
 def ptb_sample(args: argparse.Namespace) -> list[tuple[str, Any]]:
     """The named references, then ``--rnn-cells`` random base-8 cells (``--seed``): (label, arch)."""
     space = RnnCellSearchSpace(base=8)
@@ -73,7 +78,7 @@ def ptb_section(trainer: Trainer, presets: list[str], args: argparse.Namespace) 
     reference = None
     if args.reference:
         ref_runs = [perplexities(PTB_REFERENCE, s, "reference") for s in range(args.reference_seeds)]
-        reference = np.exp(np.mean(np.log([ppl for ppl, _ in ref_runs]), axis=0))  # geometric mean
+        reference = geometric_mean([ppl for ppl, _ in ref_runs])
         ref_tau = kendall_tau(ref_runs[0][0], ref_runs[1][0]) if len(ref_runs) > 1 else math.nan
         seeds = f"geometric mean of {len(ref_runs)} seeds" if len(ref_runs) > 1 else "seed 0"
         lines.append(
@@ -88,7 +93,7 @@ def ptb_section(trainer: Trainer, presets: list[str], args: argparse.Namespace) 
             for s, (ppl, _) in enumerate(runs):
                 taus[f"seed {s} vs reference"] = kendall_tau(ppl, reference)
             if len(runs) > 1:
-                mean = np.exp(np.mean(np.log([ppl for ppl, _ in runs]), axis=0))
+                mean = geometric_mean([ppl for ppl, _ in runs])
                 taus["mean vs reference"] = kendall_tau(mean, reference)
         lines.append(row(preset, taus, [s for run in runs for s in run[1]]) + trainer.wall_per_child(preset))
         if reference is not None and len(ref_runs) > 1:
@@ -97,11 +102,11 @@ def ptb_section(trainer: Trainer, presets: list[str], args: argparse.Namespace) 
             unshared = []
             for s, (ppl, _) in enumerate(runs):
                 others = [ref for r, (ref, _) in enumerate(ref_runs) if r != s]
-                unshared.append(f"seed {s} {kendall_tau(ppl, np.exp(np.mean(np.log(others), axis=0))):6.3f}")
+                unshared.append(f"seed {s} {kendall_tau(ppl, geometric_mean(others)):6.3f}")
             lines.append("    tau vs the other seeds' reference (no shared start): " + "  ".join(unshared))
         per_seed = [ppl for ppl, _ in runs]
         if len(runs) > 1:  # the geometric mean of the seeds' perplexities (inf if one diverged)
-            per_seed.append(list(np.exp(np.mean(np.log(per_seed), axis=0))))
+            per_seed.append(list(geometric_mean(per_seed)))
         for s, ppl in enumerate(per_seed):
             random_median = float(np.median(ppl[3:]))
             named = dict(zip(("LSTM", "NASCell", "tanh RNN"), ppl[:3], strict=False))

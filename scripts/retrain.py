@@ -92,6 +92,8 @@ RETRAINERS: dict[str, Callable[[argparse.Namespace, dict[str, Any]], dict[str, A
 """Retraining function per search space (``--space``)."""
 
 
+RECIPES: tuple[type, ...] = (Fidelity, PtbFidelity)
+"""The recipes whose fields are ``--field`` flags; each space refuses the other's."""
 NONE = object()
 """What ``_count_or_all`` returns for all/none: the field's None, once the overrides are read
 (argparse's None means the flag was not given)."""
@@ -110,7 +112,7 @@ def _count_or_all(text: str) -> int | object:
 def _fidelity_override_flags(parser: argparse.ArgumentParser) -> None:
     """One ``--field`` per field of the CNN and the PTB recipes (a shared name once)."""
     seen: set[str] = set()
-    for recipe in (Fidelity, PtbFidelity):
+    for recipe in RECIPES:
         for f in fields(recipe):
             if f.name in seen:
                 continue
@@ -133,7 +135,7 @@ def _fidelity_override_flags(parser: argparse.ArgumentParser) -> None:
 
 def recipe_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The recipe flags given on the command line, ``all``/``none`` as None."""
-    names = {f.name for recipe in (Fidelity, PtbFidelity) for f in fields(recipe)}
+    names = {f.name for recipe in RECIPES for f in fields(recipe)}
     given = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     return {name: None if value is NONE else value for name, value in given.items()}
 
