@@ -40,6 +40,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -52,6 +53,7 @@ from nas_env.evaluators.cifar import CifarTrainingEvaluator
 from nas_env.evaluators.nb201_synthetic import write_synthetic_table
 from nas_env.evaluators.nb201_training import NB201TrainingEvaluator
 from nas_env.evaluators.tabular import load_nb201_table
+from nas_env.evaluators.zero_cost import ZERO_COST_METRIC, ZeroCostEvaluator
 from nas_env.ranking import kendall_tau
 from nas_env.search_spaces.cnn import CnnArchitecture, CnnSearchSpace
 from nas_env.search_spaces.nb201 import NUM_CELLS, NB201Architecture
@@ -75,16 +77,43 @@ def cnn_fidelity(spec: str) -> str | Fidelity:
     return FIDELITIES[name].replace(**overrides) if overrides else name
 
 
+ZC_ROWS = ("live_params",)
+"""Zero-cost scores printed beside the NB201 presets (with the ``ensemble``): the screens' default."""
+NB201_NETWORK_FIELDS = ("channels", "cells_per_stage")
+"""``--presets`` fields of NB201's network, not of the recipe: ``proxy:channels=8:cells_per_stage=3``."""
+
+
+def split_network(spec: str) -> tuple[str, dict[str, int]]:
+    """A ``--presets`` entry without its NB201 network fields, and those fields as integers.
+
+    Raises:
+        ValueError: A network field whose value is not an integer.
+    """
+    kept, net = [], {}
+    for part in spec.split(":"):
+        field, sep, value = part.partition("=")
+        if sep and field in NB201_NETWORK_FIELDS:
+            try:
+                net[field] = int(value)
+            except ValueError:
+                raise ValueError(f"--presets: {part!r} in {spec!r} is not an integer") from None
+        else:
+            kept.append(part)
+    return ":".join(kept), net
+
+
 def nb201_evaluator(spec: str, args: argparse.Namespace) -> NB201TrainingEvaluator:
-    """NB201's evaluator for a ``--presets`` entry: the preset's (reduced) network and recipe."""
+    """NB201's evaluator for a ``--presets`` entry: the preset's (reduced) network and recipe,
+    with any recipe or network field overridden."""
+    spec, net_overrides = split_network(spec)
     name, overrides = parse_preset(spec)
     make = lambda fidelity, **net: NB201TrainingEvaluator(  # noqa: E731
         fidelity, data_dir=args.data_dir, device=args.device, **net
     )
     preset = make(name)
-    if not overrides:
+    if not overrides and not net_overrides:
         return preset
-    net = {"channels": preset.channels, "cells_per_stage": preset.cells_per_stage}
+    net = {"channels": preset.channels, "cells_per_stage": preset.cells_per_stage, **net_overrides}
     return make(NB201_FIDELITIES[name].replace(**overrides), **net)
 
 
@@ -133,21 +162,58 @@ def cnn_section(trainer: Trainer, presets: list[str], args: argparse.Namespace) 
     return lines
 
 
+def read_archs(path: str) -> list[NB201Architecture]:
+    """The NB201 cells listed in ``path``, one architecture string a line (blank and ``#`` lines skipped).
+
+    Raises:
+        ValueError: A line that is not an NB201 cell (the message names the file and line).
+    """
+    archs = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            try:
+                archs.append(NB201Architecture.from_str(line.strip()))
+            except ValueError as exc:
+                raise ValueError(f"--archs {path} line {number}: {exc}") from None
+    return archs
+
+
 def nb201_section(trainer: Trainer, presets: list[str], args: argparse.Namespace) -> list[str]:
     """Tau of each preset's validation accuracy against the table's 200-epoch test accuracy."""
     with tempfile.TemporaryDirectory() as tmp:
         table = load_nb201_table(args.table or default_table() or write_synthetic_table(tmp))
     target, signal = table.column(TARGET), table.column(SIGNAL)
-    indices = np.random.default_rng(args.seed).choice(NUM_CELLS, args.cells, replace=False)
-    archs = [NB201Architecture.from_index(int(i)) for i in indices]
+    pool = np.arange(NUM_CELLS)
+    if args.top < 1:  # a band at the top: how finely a signal ranks the cells a good search meets
+        pool = np.argsort(-target, kind="stable")[: math.ceil(args.top * NUM_CELLS)]
+    if args.archs:
+        archs = read_archs(args.archs)
+        indices = np.array([arch.index for arch in archs])
+        sample = f"the {len(archs)} cells of {args.archs}"
+    else:
+        indices = np.random.default_rng(args.seed).choice(pool, args.cells, replace=False)
+        archs = [NB201Architecture.from_index(int(i)) for i in indices]
+        band = f" of the best {args.top:.0%} ({len(pool)} cells, {TARGET} >= {target[pool].min():.2f})"
+        sample = f"{args.cells} cells drawn uniformly{band if args.top < 1 else ''} (seed {args.seed})"
     truth = target[indices]
     top = truth >= np.median(truth)  # the better half: fine ranking, without the easy chance-level cells
     lines = [
-        f"NB201 trained mode: {args.cells} cells drawn uniformly (seed {args.seed}); "
+        f"NB201 trained mode: {sample}; "
         f"tau vs {TARGET} of {table.path}; 'top half': the {int(top.sum())} cells at or above the median",
         f"  table {SIGNAL}: tau {kendall_tau(signal[indices], truth):6.3f}  "
         f"top half {kendall_tau(signal[indices][top], truth[top]):6.3f}",
     ]
+    # the screens' zero-cost scores of the same untrained cells (weights seed 0, as a screen's), for scale
+    zero_cost = ZeroCostEvaluator(
+        "nb201", "ensemble", data_dir=args.data_dir, device="cpu", extra_scores=ZC_ROWS
+    )
+    scored = [zero_cost.evaluate(arch, 0).metrics for arch in archs]
+    for name in ("ensemble", *ZC_ROWS):
+        values = np.array([m[ZERO_COST_METRIC if name == "ensemble" else f"zc_{name}"] for m in scored])
+        lines.append(
+            f"  zero-cost {name}: tau {kendall_tau(values, truth):6.3f}  "
+            f"top half {kendall_tau(values[top], truth[top]):6.3f}"
+        )
     for preset in presets:
         evaluator = nb201_evaluator(preset, args)
         runs = [trainer.accuracies(evaluator, archs, s, f"nb201 {preset}") for s in range(args.train_seeds)]
@@ -155,6 +221,7 @@ def nb201_section(trainer: Trainer, presets: list[str], args: argparse.Namespace
         taus["top half"] = kendall_tau(np.asarray(runs[0][0])[top], truth[top])
         if len(runs) > 1:
             taus["tau s0-s1"] = kendall_tau(runs[0][0], runs[1][0])
+            taus["seeds' mean"] = kendall_tau(np.mean([acc for acc, _ in runs], axis=0), truth)
         net = f"network C={evaluator.channels} N={evaluator.cells_per_stage}"
         secs = [s for run in runs for s in run[1]]
         lines.append(row(preset, taus, secs) + f"  {net}" + trainer.wall_per_child(f"nb201 {preset}"))
@@ -175,6 +242,38 @@ def default_table() -> str | None:
     return None
 
 
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace, presets: list[str]) -> None:
+    """Stop with one line naming the bad value and the allowed ones, before anything trains."""
+    for preset in presets:
+        try:
+            if args.space == "nb201":
+                spec, net = split_network(preset)
+                parse_preset(spec)
+                NB201TrainingEvaluator(spec.split(":")[0], download=False, **net)  # checks the network
+            else:
+                parse_preset(preset, "ptb" if args.space == "ptb" else "cnn")
+        except ValueError as exc:
+            parser.error(str(exc))
+    if args.rnn_cells < 1:
+        parser.error(f"--rnn-cells must be >= 1 (the sample also holds 3 named cells), got {args.rnn_cells}")
+    if min(args.children, args.cells) < 2 or min(args.train_seeds, args.reference_seeds) < 1:
+        parser.error(
+            "Kendall's tau needs --children and --cells >= 2, and --train-seeds and --reference-seeds >= 1"
+        )
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
+    if args.archs:
+        try:
+            if len(read_archs(args.archs)) < 2:
+                parser.error(f"--archs {args.archs}: Kendall's tau needs at least 2 cells")
+        except OSError as exc:
+            parser.error(f"--archs {args.archs}: {exc.strerror}")
+        except ValueError as exc:
+            parser.error(str(exc))
+    if not 0 < args.top <= 1 or args.cells > math.ceil(args.top * NUM_CELLS):
+        parser.error(f"--top must be in (0, 1] and hold at least --cells={args.cells} cells, got {args.top}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Train the samples (or read them from the store), then print the figures side by side."""
     parser = argparse.ArgumentParser(
@@ -193,6 +292,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--children", type=int, default=12, help="CNN children in the sample")
     parser.add_argument("--cells", type=int, default=24, help="NB201 cells in the sample")
+    parser.add_argument(
+        "--top",
+        type=float,
+        default=1.0,
+        help="draw the NB201 cells from this best fraction of the table by 200-epoch test accuracy "
+        "(0.1: the top decile, where a good search's candidates lie; 1: the whole space)",
+    )
+    parser.add_argument(
+        "--archs",
+        default=None,
+        help="NB201: train the cells listed in this file (an architecture string a line), not a sample",
+    )
     parser.add_argument(
         "--rnn-cells", type=int, default=12, help="random base-8 PTB cells, besides LSTM, NASCell, tanh RNN"
     )
@@ -216,19 +327,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args(argv)
     presets = [p for p in args.presets.split(",") if p]
-    for preset in presets:
-        try:
-            parse_preset(preset, "ptb" if args.space == "ptb" else "cnn")
-        except ValueError as exc:
-            parser.error(str(exc))
-    if args.rnn_cells < 1:
-        parser.error(f"--rnn-cells must be >= 1 (the sample also holds 3 named cells), got {args.rnn_cells}")
-    if min(args.children, args.cells) < 2 or min(args.train_seeds, args.reference_seeds) < 1:
-        parser.error(
-            "Kendall's tau needs --children and --cells >= 2, and --train-seeds and --reference-seeds >= 1"
-        )
-    if args.workers < 1:
-        parser.error(f"--workers must be >= 1, got {args.workers}")
+    check_args(parser, args, presets)
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()

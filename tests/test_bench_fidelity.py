@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,6 +39,8 @@ def test_both_spaces_side_by_side_then_from_the_store(tmp_path: Path, data_dir: 
     assert "CNN space: 3 random 6-layer children (CnnSearchSpace sample, seed 0)" in out
     assert re.search(r"^  smoke\s+tau s0-s1\s+-?\d\.\d{3}\s+s/child mean", out, re.M), out
     assert re.search(r"^NB201 trained mode: 3 cells drawn uniformly \(seed 0\)", out, re.M), out
+    for score in ("ensemble", "live_params"):  # the untrained cells' zero-cost scores beside the presets
+        assert re.search(rf"^  zero-cost {score}: tau\s+-?\d\.\d{{3}}\s+top half", out, re.M), out
     nb201 = (
         r"^  smoke\s+tau seed 0\s+-?\d\.\d{3}\s+tau seed 1\s+-?\d\.\d{3}\s+top half\s+-?\d\.\d{3}\s+tau s0-s1"
     )
@@ -76,6 +79,62 @@ def test_a_preset_variant_is_its_own_row_and_cache_key(tmp_path: Path, data_dir:
         keys = sorted(row[0] for row in db.execute("SELECT fingerprint FROM evaluations"))
     expected = [f"{CifarTrainingEvaluator(f, data_dir=data_dir).fingerprint}:s0" for f in variants]
     assert keys == sorted(expected * 2) and len(set(expected)) == 2
+
+
+def test_nb201_cells_from_the_top_band_on_another_network(tmp_path: Path, data_dir: Path) -> None:
+    """``--top 0.01`` draws every cell from the table's best 1% (by 200-epoch test accuracy), and
+    ``smoke:channels=4:cells_per_stage=2`` trains them in that network, under its own cache key."""
+    from nas_env.evaluators.nb201_training import NB201TrainingEvaluator
+    from nas_env.evaluators.tabular import load_nb201_table
+    from nas_env.search_spaces.nb201 import NB201Architecture
+
+    table = load_nb201_table(data_dir / "nb201" / "nb201_cifar10.csv")
+    truth = table.column("cifar10_test_acc_200ep")
+    best = set(np.argsort(-truth, kind="stable")[:157].tolist())  # ceil(1% of 15,625)
+    store = tmp_path / "fid.sqlite"
+    preset = "smoke:channels=4:cells_per_stage=2"
+    args = ("--space", "nb201", "--presets", preset, "--cells", "3", "--top", "0.01", "--store", str(store))
+    done = bench(*args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    floor = truth[list(best)].min()
+    band = rf"3 cells drawn uniformly of the best 1% \(157 cells, cifar10_test_acc_200ep >= {floor:.2f}\)"
+    assert re.search(band, done.stdout), done.stdout
+    row = rf"^  {preset}\s+tau seed 0 .* seeds' mean\s+-?\d\.\d{{3}} .*network C=4 N=2"
+    assert re.search(row, done.stdout, re.M), done.stdout
+    with sqlite3.connect(store) as db:
+        rows = db.execute("SELECT arch, fingerprint FROM evaluations").fetchall()
+    evaluator = NB201TrainingEvaluator("smoke", data_dir=data_dir, channels=4, cells_per_stage=2)
+    assert sorted(key for _, key in rows) == sorted(
+        [f"{evaluator.fingerprint}:s0", f"{evaluator.fingerprint}:s1"] * 3
+    )
+    assert {NB201Architecture.from_str(arch).index for arch, _ in rows} <= best
+
+
+def test_nb201_cells_from_a_file(tmp_path: Path, data_dir: Path) -> None:
+    """``--archs FILE`` trains exactly the cells the file lists (comments and blank lines skipped)."""
+    cells = (REPO / "benchmarks" / "nb201_edge03_pairs.txt").read_text().splitlines()[4:7]
+    listing = tmp_path / "cells.txt"
+    listing.write_text("# three cells\n\n" + "\n".join(cells) + "\n")
+    store = tmp_path / "fid.sqlite"
+    args = ("--space", "nb201", "--presets", "smoke", "--archs", str(listing), "--train-seeds", "1")
+    done = bench(*args, "--store", str(store))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"NB201 trained mode: the 3 cells of {listing};" in done.stdout
+    with sqlite3.connect(store) as db:
+        assert sorted(row[0] for row in db.execute("SELECT arch FROM evaluations")) == sorted(cells)
+
+
+def test_bad_cell_files(tmp_path: Path) -> None:
+    one, bad = tmp_path / "one.txt", tmp_path / "bad.txt"
+    one.write_text("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|\n")
+    bad.write_text("# a comment\n|none~0|+|none~0|\n")
+    for path, message in (
+        (one, f"--archs {one}: Kendall's tau needs at least 2 cells"),
+        (bad, f"--archs {bad} line 2: "),
+        (tmp_path / "missing.txt", f"--archs {tmp_path / 'missing.txt'}: No such file or directory"),
+    ):
+        done = bench("--space", "nb201", "--archs", str(path), timeout=60)
+        assert done.returncode == 2 and message in done.stderr, done.stderr
 
 
 @pytest.mark.parametrize(
@@ -120,6 +179,13 @@ def test_a_preset_variant_is_its_own_row_and_cache_key(tmp_path: Path, data_dir:
             "PtbFidelity.hidden_size=0 must be a positive",
         ),
         (("--space", "rnn"), "argument --space: invalid choice: 'rnn'"),
+        (("--top", "0"), "--top must be in (0, 1] and hold at least --cells=24 cells, got 0.0"),
+        (("--top", "0.001"), "--top must be in (0, 1] and hold at least --cells=24 cells, got 0.001"),
+        (
+            ("--space", "nb201", "--presets", "proxy:channels=x"),
+            "--presets: 'channels=x' in 'proxy:channels=x' is not an integer",
+        ),
+        (("--space", "nb201", "--presets", "proxy:cells_per_stage=0"), "cells_per_stage=0 is out of range"),
     ],
 )
 def test_bad_arguments(args: tuple[str, ...], message: str) -> None:
