@@ -17,7 +17,7 @@ from nas_env.evaluators.base import Evaluator
 from nas_env.records import EvalResult
 from nas_env.store import ResultsStore
 from nas_env.training.ptb import PTB_FIDELITIES, PtbFidelity
-from nas_env.training.recipes import FIDELITIES, Fidelity, Precision
+from nas_env.training.recipes import FIDELITIES, NB201_FIDELITIES, Fidelity, Precision
 
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 FIELD_TYPES: dict[str, type] = {f.name: type(getattr(Fidelity(), f.name)) for f in fields(Fidelity)}
@@ -123,13 +123,14 @@ def parse_preset(spec: str, space: str = "cnn") -> tuple[str, dict[str, Any]]:
     bare precision); ``"proxy:epochs=4:resolution=32"`` -> any :class:`Fidelity` fields, so a
     variant of a preset is measured on the same sample (each variant is its own cache key). With
     ``space="ptb"`` the presets and fields are :class:`PtbFidelity`'s (``"proxy:train_tokens=500000"``;
-    precisions do not apply).
+    precisions do not apply); with ``space="nb201"`` the presets are NAS-Bench-201's.
 
     Raises:
         ValueError: Unknown preset, field or precision, or a value the field rejects (the message
             names the bad one and the allowed ones).
     """
-    presets, field_types = (PTB_FIDELITIES, PTB_FIELD_TYPES) if space == "ptb" else (FIDELITIES, FIELD_TYPES)
+    presets = {"ptb": PTB_FIDELITIES, "nb201": NB201_FIDELITIES}.get(space, FIDELITIES)
+    field_types = PTB_FIELD_TYPES if space == "ptb" else FIELD_TYPES
     name, *parts = spec.split(":")
     if name not in presets:
         raise ValueError(f"--presets: unknown preset {name!r}; choose from {sorted(presets)}")

@@ -106,7 +106,7 @@ def nb201_evaluator(spec: str, args: argparse.Namespace) -> NB201TrainingEvaluat
     """NB201's evaluator for a ``--presets`` entry: the preset's (reduced) network and recipe,
     with any recipe or network field overridden."""
     spec, net_overrides = split_network(spec)
-    name, overrides = parse_preset(spec)
+    name, overrides = parse_preset(spec, "nb201")
     make = lambda fidelity, **net: NB201TrainingEvaluator(  # noqa: E731
         fidelity, data_dir=args.data_dir, device=args.device, **net
     )
@@ -248,7 +248,7 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace, preset
         try:
             if args.space == "nb201":
                 spec, net = split_network(preset)
-                parse_preset(spec)
+                parse_preset(spec, "nb201")
                 NB201TrainingEvaluator(spec.split(":")[0], download=False, **net)  # checks the network
             else:
                 parse_preset(preset, "ptb" if args.space == "ptb" else "cnn")

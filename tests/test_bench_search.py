@@ -403,7 +403,7 @@ BAD = [
     (["--policies", "halving"], "--policies entry='halving' is not allowed", "'local_search'"),
     (
         ["--fidelity", "proxi"],
-        "--fidelity='proxi' is not allowed; expected one of ['paper', 'proxy', 'smoke']",
+        "--fidelity='proxi' is not allowed; expected one of ['paper', 'proxy', 'deep', 'smoke']",
         "Did you mean 'proxy'?",
     ),
     (["--promote", "papr"], "--promote entry='papr' is not allowed", "Did you mean 'paper'?"),

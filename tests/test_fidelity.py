@@ -63,7 +63,7 @@ def test_train_child_at_16px_scores_only_the_reward_epochs(data_dir: Path) -> No
     assert again.val_accuracies == report.val_accuracies  # same seed, same report
 
 
-def test_nb201_proxy_trains_a_reduced_network_and_paper_the_full_one() -> None:
+def test_nb201_proxy_and_deep_train_reduced_networks_and_paper_the_full_one() -> None:
     cell = NB201Architecture.from_index(1234)
     proxy = NB201TrainingEvaluator("proxy", device="cpu")
     assert (proxy.channels, proxy.cells_per_stage) == (16, 1)
@@ -73,7 +73,15 @@ def test_nb201_proxy_trains_a_reduced_network_and_paper_the_full_one() -> None:
     full = NB201TrainingEvaluator(Fidelity(epochs=1, train_images=64), device="cpu")
     assert len([m for m in full.build_model(cell).modules() if isinstance(m, InferCell)]) == 15
     wider = NB201TrainingEvaluator("proxy", device="cpu", channels=32)
-    assert len({proxy.fingerprint, full.fingerprint, wider.fingerprint}) == 3
+    # deep: proxy's recipe on 8 channels and 3 cells per stage, its own cache key
+    deep = NB201TrainingEvaluator("deep", device="cpu")
+    assert (deep.channels, deep.cells_per_stage) == (8, 3) and deep.fidelity == proxy.fidelity
+    assert len([m for m in deep.build_model(cell).modules() if isinstance(m, InferCell)]) == 9
+    fingerprints = {proxy.fingerprint, full.fingerprint, wider.fingerprint, deep.fingerprint}
+    assert len(fingerprints) == 4
+    env = gym.make("NAS-Bench-201-v0", table_path=None, fidelity="deep", device="cpu")
+    assert env.unwrapped.evaluation.evaluator.fingerprint == deep.fingerprint
+    env.close()
 
 
 def test_paper_on_cpu_announces_the_hours_per_child() -> None:

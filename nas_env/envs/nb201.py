@@ -104,7 +104,8 @@ class NASBench201Env(TokenNASEnv):
     | report_metric  | str             | "cifar10_test_acc_200ep" | tabular: column in info["test_accuracy"] |
     | reward         | str             | "accuracy"               | "accuracy" or "paper" (accuracy cubed)   |
     | fidelity       | str, Fidelity   | None                     | trained: "paper", "proxy" (None),        |
-    |                | or None         |                          | "smoke"...; "zero_cost": untrained score |
+    |                | or None         |                          | "deep", "smoke"...; "zero_cost":         |
+    |                |                 |                          | untrained score                          |
     | zero_cost      | str or None     | None                     | with fidelity="zero_cost": the score     |
     |                |                 |                          | ("ensemble"; docs/zero_cost.md)          |
     | test_images    | int or None     | None                     | trained: test images scored (None:       |
@@ -136,7 +137,8 @@ class NASBench201Env(TokenNASEnv):
       data roots) instead of trained mode; spaces, rewards and dynamics are unchanged. Trained
       mode's ``proxy`` now trains a reduced network (1 cell per stage) at 10k x 6 epochs, which
       ranks cells far better against the table (docs/fidelity.md); cached rewards are re-keyed.
-      ``weight_sharing`` added later (off by default: nothing else changed).
+      ``weight_sharing`` added later (off by default: nothing else changed), then the ``deep``
+      trained preset (``proxy``'s recipe on 8 channels and 3 cells per stage; nothing else changed).
     """
 
     def __init__(
