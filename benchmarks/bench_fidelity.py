@@ -2,10 +2,12 @@
 
 Two spaces, each on a seeded sample named in the output:
 
-- ``nb201``: ``--cells`` cells drawn uniformly (``--seed``) from NAS-Bench-201's 15,625, trained in the
-  env's trained mode at each preset; tau against the table's ``cifar10_test_acc_200ep`` (ground truth:
-  NB201's 200-epoch training, averaged over its seeds), and the table's own 12-epoch validation
-  accuracy on the same cells for reference. Uses ``$NAS_ENV_DATA/nb201/nb201_cifar10.csv`` when
+- ``nb201``: ``--cells`` cells drawn uniformly (``--seed``) from NAS-Bench-201's 15,625 (or from its
+  best ``--top`` fraction, or the cells listed in ``--archs``), trained in the env's trained mode at
+  each preset (``proxy:channels=8:cells_per_stage=3`` overrides the network too); tau against the
+  table's ``cifar10_test_acc_200ep`` (ground truth: NB201's 200-epoch training, averaged over its
+  seeds), with the table's own 12-epoch validation accuracy and the untrained cells' zero-cost scores
+  on the same cells for reference. Uses ``$NAS_ENV_DATA/nb201/nb201_cifar10.csv`` when
   present (``--table`` overrides); the synthetic test table's made-up values only show the script runs.
 - ``ptb`` (:mod:`_fidelity_ptb`): the NASCell, the LSTM and the tanh RNN as named references plus
   ``--rnn-cells`` random base-8 cells of NAS-PTB-v0 (``--seed``), each trained at each preset with two
