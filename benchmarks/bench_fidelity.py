@@ -185,14 +185,14 @@ def nb201_section(trainer: Trainer, presets: list[str], args: argparse.Namespace
     with tempfile.TemporaryDirectory() as tmp:
         table = load_nb201_table(args.table or default_table() or write_synthetic_table(tmp))
     target, signal = table.column(TARGET), table.column(SIGNAL)
-    pool = np.arange(NUM_CELLS)
-    if args.top < 1:  # a band at the top: how finely a signal ranks the cells a good search meets
-        pool = np.argsort(-target, kind="stable")[: math.ceil(args.top * NUM_CELLS)]
     if args.archs:
         archs = read_archs(args.archs)
         indices = np.array([arch.index for arch in archs])
         sample = f"the {len(archs)} cells of {args.archs}"
     else:
+        pool = np.arange(NUM_CELLS)
+        if args.top < 1:  # a band at the top: how finely a signal ranks the cells a good search meets
+            pool = np.argsort(-target, kind="stable")[: math.ceil(args.top * NUM_CELLS)]
         indices = np.random.default_rng(args.seed).choice(pool, args.cells, replace=False)
         archs = [NB201Architecture.from_index(int(i)) for i in indices]
         band = f" of the best {args.top:.0%} ({len(pool)} cells, {TARGET} >= {target[pool].min():.2f})"
@@ -249,9 +249,7 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace, preset
     for preset in presets:
         try:
             if args.space == "nb201":
-                spec, net = split_network(preset)
-                parse_preset(spec, "nb201")
-                NB201TrainingEvaluator(spec.split(":")[0], download=False, **net)  # checks the network
+                nb201_evaluator(preset, args)  # builds no network and loads no data: checks the values
             else:
                 parse_preset(preset, "ptb" if args.space == "ptb" else "cnn")
         except ValueError as exc:
@@ -264,6 +262,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace, preset
         )
     if args.workers < 1:
         parser.error(f"--workers must be >= 1, got {args.workers}")
+    if args.archs and args.top != 1:
+        parser.error("--archs and --top exclude each other: the file names the cells")
     if args.archs:
         try:
             if len(read_archs(args.archs)) < 2:

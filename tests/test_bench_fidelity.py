@@ -135,6 +135,8 @@ def test_bad_cell_files(tmp_path: Path) -> None:
     ):
         done = bench("--space", "nb201", "--archs", str(path), timeout=60)
         assert done.returncode == 2 and message in done.stderr, done.stderr
+    done = bench("--space", "nb201", "--archs", str(bad), "--top", "0.1", timeout=60)
+    assert done.returncode == 2 and "--archs and --top exclude each other" in done.stderr, done.stderr
 
 
 @pytest.mark.parametrize(

@@ -164,10 +164,11 @@ FIDELITIES: dict[str, Fidelity] = {
 """Named presets accepted wherever a fidelity is (``fidelity="proxy"``); their ranking quality and
 cost per child are measured in ``docs/fidelity.md``."""
 
+_NB201_SHORT = SHORT_TRAINING.replace(epochs=6, resolution=32)
 NB201_FIDELITIES: dict[str, Fidelity] = {
     "paper": FIDELITIES["paper"],
-    "proxy": SHORT_TRAINING.replace(epochs=6, resolution=32),
-    "deep": SHORT_TRAINING.replace(epochs=6, resolution=32),
+    "proxy": _NB201_SHORT,
+    "deep": _NB201_SHORT,
     "smoke": FIDELITIES["smoke"],
 }
 """The presets of NAS-Bench-201's trained mode. ``proxy`` and ``deep`` share one recipe and differ in
