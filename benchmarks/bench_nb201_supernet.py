@@ -4,8 +4,10 @@ For each seed, one run prints:
 
 1. **Training.** RSPS (Li & Talwalkar, UAI 2019): ``--steps`` SGD steps of the NB201 supernet
    (:mod:`nas_env.builders.nb201_supernet`), each on a uniformly random cell, learning rate cosine
-   from ``--lr`` to 0. Every ``--eval-every`` steps, the Kendall τ of the supernet's accuracy on the
-   first ``--valid-images`` validation images against the table's 200-epoch test accuracy, on the
+   from ``--lr`` to 0 over ``--schedule-steps`` (default ``--steps``; a longer schedule stops the
+   training while the rate is still up, where the supernet ranked best in docs/weight_sharing.md).
+   Every ``--eval-every`` steps, the Kendall τ of the supernet's accuracy on the first
+   ``--valid-images`` validation images against the table's 200-epoch test accuracy, on the
    seeded sample ``nb201-sample{--sample-seed}`` (``--cells`` cells drawn without replacement by
    ``np.random.default_rng(--sample-seed)``). The run checkpoints every ``--checkpoint-every``
    steps under ``--out`` and continues from there when started again (SIGKILL loses at most that).
@@ -61,6 +63,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1, one supernet each")
     p.add_argument("--steps", type=int, default=12000, help="RSPS steps (one random cell each)")
     p.add_argument("--lr", type=float, default=0.1, help="initial learning rate (cosine to 0)")
+    p.add_argument(
+        "--schedule-steps",
+        type=int,
+        default=None,
+        help="length of the cosine (default: --steps); longer: training stops while the rate is still up",
+    )
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--resolution", type=int, default=16, choices=(32, 16, 8))
@@ -85,6 +93,10 @@ def parse_args() -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')}={getattr(args, name)} must be >= 1")
     if not 2 <= args.cells <= NUM_CELLS:
         p.error(f"--cells={args.cells} must be in [2, {NUM_CELLS}]")
+    if args.schedule_steps is None:
+        args.schedule_steps = args.steps
+    if args.schedule_steps < args.steps:
+        p.error(f"--schedule-steps={args.schedule_steps} must be >= --steps={args.steps}")
     return args
 
 
@@ -133,12 +145,17 @@ def train(
     path = Path(args.out) / f"seed{seed}.pt"
     trainer = NB201SharedTrainer(NB201SearchSpace(), recipe_of(args), data, seed)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 201]))
-    log: dict[str, Any] = {"curve": [], "train_seconds": 0.0}
+    log: dict[str, Any] = {"curve": [], "train_seconds": 0.0, "schedule_steps": args.schedule_steps}
     if path.exists():
         saved = torch.load(path, weights_only=False)
         trainer.load_state_dict(saved["trainer"])
         rng.bit_generator.state = saved["rng"]
         log = saved["log"]
+        if log.setdefault("schedule_steps", args.steps) != args.schedule_steps:
+            raise SystemExit(
+                f"{path} was trained with --schedule-steps={log['schedule_steps']}, not "
+                f"{args.schedule_steps}: use its value or another --out"
+            )
         print(f"seed {seed}: resumed at step {trainer.step} ({log['train_seconds']:.0f} s trained)")
     space = trainer.supernet.space
     while trainer.step < args.steps:
@@ -146,7 +163,7 @@ def train(
         stop = min(args.steps, (trainer.step // args.checkpoint_every + 1) * args.checkpoint_every)
         while trainer.step < stop:
             for group in trainer.optimizer.param_groups:
-                group["lr"] = 0.5 * args.lr * (1 + math.cos(math.pi * trainer.step / args.steps))
+                group["lr"] = 0.5 * args.lr * (1 + math.cos(math.pi * trainer.step / args.schedule_steps))
             trainer.train(space.decode(space.sample(rng)), 1)
         log["train_seconds"] += time.perf_counter() - start
         if trainer.step % args.eval_every == 0 or trainer.step == args.steps:
@@ -224,7 +241,8 @@ def main() -> None:
         )
     accs = np.array([r["test_acc_200ep"] for r in results])
     print(
-        f"\none-shot RSPS supernet, {args.steps} steps, {args.agent} x {args.search_budget}: "
+        f"\none-shot RSPS supernet, {args.steps} steps (cosine over {args.schedule_steps}), "
+        f"{args.agent} x {args.search_budget}: "
         f"{accs.mean():.2f} ± {accs.std():.2f} over {len(accs)} seed(s)"
     )
     for name, value in PUBLISHED.items():

@@ -230,3 +230,8 @@ def test_benchmark_trains_resumes_and_searches(data_dir: Path, tmp_path: Path) -
     assert "seed 0: resumed at step 8" in again
     bad = subprocess.run([*argv[:2], "--cells", "1"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--cells=1 must be in [2, 15625]" in bad.stderr
+    bad = subprocess.run([*argv[:2], "--steps", "8", "--schedule-steps", "4"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--schedule-steps=4 must be >= --steps=8" in bad.stderr
+    # the checkpoint was trained on a cosine over 8 steps: resuming it on another schedule would mix two
+    other = subprocess.run([*argv, "--schedule-steps", "16"], capture_output=True, text=True)
+    assert other.returncode == 1 and "was trained with --schedule-steps=8, not 16" in other.stderr
