@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
+from bench_modules import load_benchmark
 
 from nas_env.evaluators.nb201_synthetic import write_nb201_table
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_budget.py"
-
-
-def _load() -> Any:
-    spec = importlib.util.spec_from_file_location("bench_budget", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load()
+bench = load_benchmark("bench_budget")
 
 
 def test_the_screen_picks_the_best_scored_candidate_and_the_signal_the_returned_cell() -> None:

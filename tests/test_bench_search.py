@@ -6,7 +6,6 @@ evaluations, export and replay, resume after a kill, and one-line errors for bad
 from __future__ import annotations
 
 import csv
-import importlib.util
 import os
 import signal
 import sqlite3
@@ -14,9 +13,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
+from bench_modules import load_benchmark
 
 from nas_env.errors import DatasetError
 from nas_env.evaluators.nb201_synthetic import write_nb201_table
@@ -34,18 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "bench_search.py"
 
 
-def _load_bench() -> Any:
-    """The benchmark script as a module (benchmarks/ is not a package), to call its ``main`` here."""
-    sys.path.insert(0, str(SCRIPT.parent))  # its sibling modules, as when run as a script
-    spec = importlib.util.spec_from_file_location("bench_search", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses and inspect look the module up
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+bench = load_benchmark("bench_search")
 
 
 @pytest.fixture(scope="module")

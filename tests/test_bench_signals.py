@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
+from bench_modules import load_benchmark
 
 from nas_env.evaluators.replay import read_measured_csv
 from nas_env.evaluators.tabular import find_nb201_table, load_nb201_table
@@ -16,22 +14,11 @@ from nas_env.ranking import kendall_tau
 from nas_env.search_spaces.nb201 import NB201Architecture
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "benchmarks" / "bench_signals.py"
 MEASURED = REPO / "benchmarks" / "measured" / "nb201_proxy_30min_seeds01.csv"
 HEADER = "arch,fidelity,score,seconds,seed\n"
 
 
-def _load() -> Any:
-    sys.path.insert(0, str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("bench_signals", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load()
+bench = load_benchmark("bench_signals")
 
 
 def table_row(out: str, name: str) -> list[str]:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from bench_modules import load_benchmark
 from torch import nn
 
 from nas_env import zero_cost as zc
@@ -317,16 +318,9 @@ def test_screen_bad_settings_are_one_line_errors(data_dir: Path) -> None:
 
 
 def test_bench_zero_cost_prints_taus_and_resumes_from_its_store(
-    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import importlib.util
-
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))  # its siblings
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_zero_cost.py"
-    spec = importlib.util.spec_from_file_location("bench_zero_cost", path)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("bench_zero_cost")
     argv = [
         "--cells",
         "8",
