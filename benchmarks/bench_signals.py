@@ -71,7 +71,7 @@ def taus(scores: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
 
 def rank_average(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The mean of two scorings' ranks (ties share the lower rank; ``-inf`` ranks lowest)."""
-    return (np.argsort(np.argsort(a, kind="stable")) + np.argsort(np.argsort(b, kind="stable"))) / 2
+    return (np.searchsorted(np.sort(a), a) + np.searchsorted(np.sort(b), b)) / 2
 
 
 def report(signals: dict[str, dict[int, float]], truth: np.ndarray, reference: np.ndarray) -> list[str]:
