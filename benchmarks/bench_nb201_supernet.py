@@ -62,7 +62,7 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1, one supernet each")
     p.add_argument("--steps", type=int, default=12000, help="RSPS steps (one random cell each)")
-    p.add_argument("--lr", type=float, default=0.1, help="initial learning rate (cosine to 0)")
+    p.add_argument("--lr", type=float, default=0.1, help="peak learning rate (cosine over --schedule-steps)")
     p.add_argument(
         "--schedule-steps",
         type=int,

@@ -28,7 +28,7 @@ import numpy as np
 from nas_env.errors import DatasetError, InvalidArchitectureError
 from nas_env.evaluators.replay import ZERO_COST_PREFIX, read_measured_csv
 from nas_env.evaluators.tabular import find_nb201_table, load_nb201_table
-from nas_env.ranking import kendall_tau
+from nas_env.ranking import kendall_tau, rank_average
 from nas_env.search_spaces.nb201 import NB201Architecture
 
 REFERENCE_COLUMN = "cifar10_valid_acc_12ep"
@@ -69,11 +69,6 @@ def taus(scores: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     return kendall_tau(scores, truth), kendall_tau(scores[better], truth[better])
 
 
-def rank_average(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The mean of two scorings' ranks (ties share the lower rank; ``-inf`` ranks lowest)."""
-    return (np.searchsorted(np.sort(a), a) + np.searchsorted(np.sort(b), b)) / 2
-
-
 def report(signals: dict[str, dict[int, float]], truth: np.ndarray, reference: np.ndarray) -> list[str]:
     """The printed table: one row per signal, its 12-epoch reference and the rank averages."""
     lines = [
@@ -101,7 +96,7 @@ def report(signals: dict[str, dict[int, float]], truth: np.ndarray, reference: n
                 a = np.array([signals[fidelity][c] for c in cells])
                 b = np.array([signals[score][c] for c in cells])
                 name = f"rank average {fidelity} + {score.removeprefix(ZERO_COST_PREFIX)}"
-                row(name, cells, rank_average(a, b))
+                row(name, cells, rank_average([a, b]))
     return lines
 
 

@@ -33,7 +33,7 @@ from bench_fidelity import cnn_sample
 from nas_env import zero_cost as zc
 from nas_env.evaluators.tabular import find_nb201_table, load_nb201_table
 from nas_env.evaluators.zero_cost import ZeroCostEvaluator
-from nas_env.ranking import kendall_tau
+from nas_env.ranking import kendall_tau, rank_average, rankdata
 from nas_env.search_spaces.nb201 import NUM_CELLS, NB201Architecture
 from nas_env.store import ResultsStore
 
@@ -54,25 +54,9 @@ CANDIDATES: tuple[tuple[str, ...], ...] = (
 """Ensembles tried on the design half (equal weights), as rank averages and as per-child scaled logs."""
 
 
-def rankdata(x: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Ranks from 1, ties given their average rank."""
-    x = np.asarray(x, dtype=float)
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x))
-    ranks[order] = np.arange(1, len(x) + 1)
-    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-    sums = np.bincount(inverse, weights=ranks)
-    return sums[inverse] / counts[inverse]
-
-
 def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
     """Spearman's rho: Pearson's correlation of the ranks."""
     return float(np.corrcoef(rankdata(x), rankdata(y))[0, 1])
-
-
-def rank_average(columns: Sequence[np.ndarray]) -> np.ndarray:
-    """Mean of the columns' ranks (ties: average rank): the population-relative ensemble."""
-    return np.mean([rankdata(c) for c in columns], axis=0)
 
 
 def log_ensemble(values: dict[str, np.ndarray], names: Sequence[str]) -> np.ndarray:

@@ -43,3 +43,19 @@ def kendall_tau(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray
         untied_x += float(np.count_nonzero(dx[upper]))
         untied_y += float(np.count_nonzero(dy[upper]))
     return concordant / math.sqrt(untied_x * untied_y) if untied_x and untied_y else math.nan
+
+
+def rankdata(x: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Ranks from 1, ties given their average rank (``scipy.stats.rankdata``'s default; ``-inf`` lowest)."""
+    x = np.asarray(x, dtype=float)
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(1, len(x) + 1)
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return sums[inverse] / counts[inverse]
+
+
+def rank_average(columns: Sequence[Sequence[float] | np.ndarray]) -> np.ndarray:
+    """The mean of several scorings' ranks (:func:`rankdata`): an ensemble relative to the population."""
+    return np.mean([rankdata(c) for c in columns], axis=0)

@@ -60,10 +60,10 @@ def test_a_failed_child_ranks_below_every_trained_one(tmp_path: Path, data_dir: 
     assert table_row("\n".join(lines), "proxy")[:3] == ["proxy", "3", "+1.00"]
 
 
-def test_rank_average_gives_ties_the_lower_rank() -> None:
-    ranks = bench.rank_average(np.array([1.0, 1.0, 2.0]), np.array([-np.inf, 2.0, 1.0]))
-    # ranks of the first scoring: 0, 0 (a tie), 2; of the second, where -inf ranks lowest: 0, 2, 1
-    assert ranks.tolist() == [0.0, 1.0, 1.5]
+def test_rank_average_gives_ties_one_rank_and_a_failed_child_the_lowest() -> None:
+    ranks = bench.rank_average([np.array([1.0, 1.0, 2.0]), np.array([-np.inf, 2.0, 1.0])])
+    # ranks of the first scoring: 1.5, 1.5 (a tie), 3; of the second, where -inf ranks lowest: 1, 3, 2
+    assert ranks.tolist() == [1.25, 2.25, 2.5]
 
 
 @pytest.mark.parametrize(
