@@ -16,10 +16,12 @@ For each seed, one run prints:
    images per cell.
 3. **Search.** ``NAS-Bench-201-v0`` with ``weight_sharing=True, shared_steps=0`` loads the trained
    supernet and an agent (``--agent``, default regularized evolution) searches ``--search-budget``
-   cells scored on ``--search-images`` validation images each; as ENAS does, the distinct top
-   ``--finalists`` are re-scored on ``--valid-images`` images and the one of lowest loss is returned. Its
-   200-epoch test accuracy and rank among the 15,625 cells come from the table, beside the published
-   weight-sharing rows of NB201's Table 5.
+   cells, each scored on a random minibatch of ``--search-images`` validation images (the env's
+   reward, as ENAS scores a child); or ``--agent exhaustive`` ranks all 15,625 cells on the same first
+   ``--search-images`` validation images (a fixed set, so no cell wins by drawing easy images). As ENAS
+   does, the distinct top ``--finalists`` are re-scored on ``--valid-images`` images and the one of
+   lowest loss is returned. Its 200-epoch test accuracy and rank among the 15,625 cells come from the
+   table, beside the published weight-sharing rows of NB201's Table 5.
 
 Run: ``NAS_ENV_DATA=../shared/data python benchmarks/bench_nb201_supernet.py --steps 12000``.
 """
@@ -39,14 +41,16 @@ import numpy as np
 import torch
 
 import nas_env  # noqa: F401 - registers the envs
-from agents import make_agent
+from agents import AGENT_NAMES, make_agent
 from nas_env.data.cifar import load_cifar10
+from nas_env.errors import did_you_mean
 from nas_env.evaluators.tabular import find_nb201_table, load_nb201_table
 from nas_env.ranking import kendall_tau
 from nas_env.search_spaces.nb201 import NUM_CELLS, NB201Architecture, NB201SearchSpace
 from nas_env.training.nb201_weight_sharing import NB201SharedRecipe, NB201SharedTrainer
 
 TRUTH = "cifar10_test_acc_200ep"
+EXHAUSTIVE = "exhaustive"
 PUBLISHED = {  # NB201 (ICLR 2020) Table 5, CIFAR-10 test accuracy of the cell found, after GPU-hours
     "DARTS / ENAS": 54.30,
     "SETN": 86.19,
@@ -81,16 +85,28 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--eval-every", type=int, default=2000)
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--keep", action="store_true", help="keep a copy of the supernet at each τ point")
-    p.add_argument("--agent", default="evolution", help="search agent on the trained supernet")
-    p.add_argument("--search-budget", type=int, default=500, help="cells the agent scores")
+    p.add_argument(
+        "--agent",
+        default="evolution",
+        help=f"search agent on the trained supernet, or {EXHAUSTIVE!r}: rank every cell (minutes)",
+    )
+    p.add_argument("--search-budget", type=int, default=500, help="cells the agent scores (not exhaustive)")
     p.add_argument("--search-images", type=int, default=250, help="validation images per search score")
     p.add_argument("--finalists", type=int, default=10)
     p.add_argument("--threads", type=int, default=2, help="torch threads (the machine's free cores)")
     p.add_argument("--out", default="runs/nb201_supernet", help="checkpoints and results")
     args = p.parse_args()
-    for name in ("steps", "cells", "valid_images", "eval_every", "checkpoint_every", "search_budget"):
+    for name in (
+        "steps", "cells", "valid_images", "eval_every", "checkpoint_every", "search_budget", "search_images",
+        "finalists",
+    ):  # fmt: skip
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')}={getattr(args, name)} must be >= 1")
+    if args.agent != EXHAUSTIVE and args.agent not in AGENT_NAMES:
+        p.error(
+            f"--agent={args.agent!r} is not one of {[EXHAUSTIVE, *AGENT_NAMES]}."
+            f"{did_you_mean(args.agent, (EXHAUSTIVE, *AGENT_NAMES))}"
+        )
     if not 2 <= args.cells <= NUM_CELLS:
         p.error(f"--cells={args.cells} must be in [2, {NUM_CELLS}]")
     if args.schedule_steps is None:
@@ -179,10 +195,23 @@ def train(
     return trainer, log
 
 
+def rank_every_cell(
+    evaluator: Any, images: int, cells: list[NB201Architecture] | None = None
+) -> list[NB201Architecture]:
+    """``cells`` (default: all 15,625) by supernet accuracy on the first ``images`` validation images.
+
+    Best first. The same images for every cell: scores differ only by the cells (the env's
+    reward draws a new minibatch per child, which at 250 images is a noise of a few points).
+    """
+    cells = [NB201Architecture.from_index(i) for i in range(NUM_CELLS)] if cells is None else cells
+    accuracy = evaluator.rank(cells, images=images, metric="accuracy")
+    return [cells[int(i)] for i in np.argsort(-np.asarray(accuracy), kind="stable")]
+
+
 def search(
     args: argparse.Namespace, seed: int, trainer: NB201SharedTrainer
 ) -> tuple[NB201Architecture, float]:
-    """Search the trained supernet with ``args.agent`` through the env; return the cell and the seconds."""
+    """Search the trained supernet (``args.agent``, through the env); return the cell and the seconds."""
     start = time.perf_counter()
     env = gym.make(
         "NAS-Bench-201-v0",
@@ -195,10 +224,12 @@ def search(
     )
     evaluator = env.unwrapped.evaluation.evaluator
     evaluator.load_state_dict({"seed": seed, "trainer": trainer.state_dict()})
-    agent = make_agent(args.agent, env, seed=seed)
-    history = agent.search(args.search_budget)
-    ranked = sorted({e.arch for e in history}, key=lambda a: -max(e.reward for e in history if e.arch == a))
-    finalists = [NB201Architecture.from_str(a) for a in ranked[: args.finalists]]
+    if args.agent == EXHAUSTIVE:
+        finalists = rank_every_cell(evaluator, args.search_images)[: args.finalists]
+    else:
+        history = make_agent(args.agent, env, seed=seed).search(args.search_budget)
+        best = sorted({e.arch for e in history}, key=lambda a: -max(e.reward for e in history if e.arch == a))
+        finalists = [NB201Architecture.from_str(a) for a in best[: args.finalists]]
     losses = evaluator.rank(finalists, images=args.valid_images, metric="loss")
     env.close()
     return finalists[int(np.argmin(losses))], time.perf_counter() - start
@@ -242,7 +273,7 @@ def main() -> None:
     accs = np.array([r["test_acc_200ep"] for r in results])
     print(
         f"\none-shot RSPS supernet, {args.steps} steps (cosine over {args.schedule_steps}), "
-        f"{args.agent} x {args.search_budget}: "
+        f"{'all cells ranked' if args.agent == EXHAUSTIVE else f'{args.agent} x {args.search_budget}'}: "
         f"{accs.mean():.2f} ± {accs.std():.2f} over {len(accs)} seed(s)"
     )
     for name, value in PUBLISHED.items():

@@ -17,6 +17,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from bench_modules import load_benchmark
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from search_runs import kill_search_midway, read_csv
 from torch import nn
@@ -216,6 +217,22 @@ def test_nas_search_resumes_after_sigkill_exactly(data_dir: Path, tmp_path: Path
     assert [(r["index"], r["arch"], r["reward"], r["shared_step"]) for r in read_csv(killed)] == key
 
 
+def test_exhaustive_search_ranks_cells_by_accuracy_on_fixed_images(data_dir: Path) -> None:
+    """``--agent exhaustive``'s ranking: every cell scored on the same images, so it is repeatable."""
+    bench = load_benchmark("bench_nb201_supernet")
+    env = make_env()
+    env.reset(seed=0)
+    episode(env, random_cells(1, 0)[0])  # creates and trains the shared weights a little
+    evaluator = env.unwrapped.evaluation.evaluator
+    cells = random_cells(8, 3)
+    accuracy = evaluator.rank(cells, images=64, metric="accuracy")
+    ranked = bench.rank_every_cell(evaluator, 64, cells)
+    assert sorted(c.to_str() for c in ranked) == sorted(c.to_str() for c in cells)
+    assert [accuracy[cells.index(c)] for c in ranked] == sorted(accuracy, reverse=True)
+    assert [c.to_str() for c in bench.rank_every_cell(evaluator, 64, cells)] == [c.to_str() for c in ranked]
+    env.close()
+
+
 def test_benchmark_trains_resumes_and_searches(data_dir: Path, tmp_path: Path) -> None:
     """bench_nb201_supernet.py on tiny settings, run twice: the second resumes from its checkpoint."""
     argv = [sys.executable, str(REPO / "benchmarks" / "bench_nb201_supernet.py"), "--steps", "8",
@@ -228,6 +245,9 @@ def test_benchmark_trains_resumes_and_searches(data_dir: Path, tmp_path: Path) -
     assert re.search(r"returned \|.*\| +\d+\.\d\d% \(rank \d+ of 15625\)", first)
     again = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     assert "seed 0: resumed at step 8" in again
+    bad = subprocess.run([*argv[:2], "--agent", "exhaustiv"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--agent='exhaustiv' is not one of ['exhaustive', 'reinf" in bad.stderr
+    assert "did you mean 'exhaustive'" in bad.stderr.lower()
     bad = subprocess.run([*argv[:2], "--cells", "1"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--cells=1 must be in [2, 15625]" in bad.stderr
     bad = subprocess.run([*argv[:2], "--steps", "8", "--schedule-steps", "4"], capture_output=True, text=True)
