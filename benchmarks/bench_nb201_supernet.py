@@ -210,8 +210,13 @@ def rank_every_cell(
 
 def search(
     args: argparse.Namespace, seed: int, trainer: NB201SharedTrainer
-) -> tuple[NB201Architecture, float]:
-    """Search the trained supernet (``args.agent``, through the env); return the cell and the seconds."""
+) -> tuple[NB201Architecture, list[NB201Architecture], float]:
+    """Search the trained supernet (``args.agent``, through the env).
+
+    Returns:
+        The returned cell (the finalist of lowest loss), the finalists (the search's best first), and
+        the seconds.
+    """
     start = time.perf_counter()
     env = gym.make(
         "NAS-Bench-201-v0",
@@ -232,7 +237,7 @@ def search(
         finalists = [NB201Architecture.from_str(a) for a in best[: args.finalists]]
     losses = evaluator.rank(finalists, images=args.valid_images, metric="loss")
     env.close()
-    return finalists[int(np.argmin(losses))], time.perf_counter() - start
+    return finalists[int(np.argmin(losses))], finalists, time.perf_counter() - start
 
 
 def main() -> None:
@@ -251,9 +256,10 @@ def main() -> None:
             taus[f"bn_images={bn}"] = tau(trainer, cells, truth, args.valid_images)
             show(f"seed {seed}: bn_images={bn}", taus[f"bn_images={bn}"])
         trainer.recipe = recipe_of(args)
-        cell, search_s = search(args, seed, trainer)
+        cell, finalists, search_s = search(args, seed, trainer)
         acc = float(truth[cell.index])
         rank = int((truth > acc).sum()) + 1
+        first, best = float(truth[finalists[0].index]), float(max(truth[f.index] for f in finalists))
         results.append(
             {
                 "seed": seed,
@@ -263,12 +269,14 @@ def main() -> None:
                 "tau": taus,
                 "train_seconds": log["train_seconds"],
                 "search_seconds": search_s,
+                "finalists": [(f.to_str(), float(truth[f.index])) for f in finalists],
                 "curve": log["curve"],
             }
         )
         print(
             f"seed {seed}: returned {cell.to_str()}  {acc:.2f}% (rank {rank} of {NUM_CELLS}), "
-            f"train {log['train_seconds']:.0f} s + search {search_s:.0f} s"
+            f"train {log['train_seconds']:.0f} s + search {search_s:.0f} s; the search's own first "
+            f"{first:.2f}%, best of its {len(finalists)} finalists {best:.2f}%"
         )
     accs = np.array([r["test_acc_200ep"] for r in results])
     print(

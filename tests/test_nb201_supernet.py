@@ -243,6 +243,7 @@ def test_benchmark_trains_resumes_and_searches(data_dir: Path, tmp_path: Path) -
     first = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     assert re.search(r"seed 0 step      8 .* τ [+-]\d\.\d{3} \(accuracy\)  [+-]\d\.\d{3} \(loss\)", first)
     assert re.search(r"returned \|.*\| +\d+\.\d\d% \(rank \d+ of 15625\)", first)
+    assert re.search(r"the search's own first \d+\.\d\d%, best of its 2 finalists \d+\.\d\d%", first)
     again = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     assert "seed 0: resumed at step 8" in again
     bad = subprocess.run([*argv[:2], "--agent", "exhaustiv"], capture_output=True, text=True)
