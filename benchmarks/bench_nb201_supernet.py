@@ -259,7 +259,7 @@ def main() -> None:
         cell, finalists, search_s = search(args, seed, trainer)
         acc = float(truth[cell.index])
         rank = int((truth > acc).sum()) + 1
-        first, best = float(truth[finalists[0].index]), float(max(truth[f.index] for f in finalists))
+        finalist_accs = [(f.to_str(), float(truth[f.index])) for f in finalists]
         results.append(
             {
                 "seed": seed,
@@ -269,14 +269,15 @@ def main() -> None:
                 "tau": taus,
                 "train_seconds": log["train_seconds"],
                 "search_seconds": search_s,
-                "finalists": [(f.to_str(), float(truth[f.index])) for f in finalists],
+                "finalists": finalist_accs,
                 "curve": log["curve"],
             }
         )
         print(
             f"seed {seed}: returned {cell.to_str()}  {acc:.2f}% (rank {rank} of {NUM_CELLS}), "
             f"train {log['train_seconds']:.0f} s + search {search_s:.0f} s; the search's own first "
-            f"{first:.2f}%, best of its {len(finalists)} finalists {best:.2f}%"
+            f"{finalist_accs[0][1]:.2f}%, best of its {len(finalists)} finalists "
+            f"{max(a for _, a in finalist_accs):.2f}%"
         )
     accs = np.array([r["test_acc_200ep"] for r in results])
     print(
