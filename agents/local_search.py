@@ -3,18 +3,26 @@
 A search policy for small budgets (about 100 architectures), written for this package; its parts
 are standard:
 
-1. **Random start** (``initial_random`` architectures, uniformly drawn, none twice).
+1. **Random start** (``initial_random`` architectures, uniformly drawn, none twice). With
+   ``start_score`` the first of them is a **zero-cost optimum** instead: from a random
+   architecture, steepest-ascent hill climbing on a zero-cost score of the untrained network
+   (:mod:`nas_env.zero_cost`; no training, each score computed once and kept in
+   ``screen_cache``) until no one-token change scores higher. This is the zero-cost warm start
+   of Abdelfattah et al. ("Zero-cost proxies for lightweight NAS", ICLR 2021), reached by a
+   climb rather than by scoring the whole space.
 2. **Thompson sampling** (until ``model_samples`` architectures in all): a Bayesian linear
    regression of the (standardised) reward on the one-hot tokens, i.e. one additive value per
    (step, choice), as in BOCS / COMBO's first-order models (Baptista & Poloczek 2018; Oh et al.
    2019). Each proposal draws one weight vector from the posterior and evaluates the unseen
    architecture it rates best. This finds the good value of each token in a few dozen rewards.
-3. **Local search** (the rest of the budget): first-improvement hill climbing over one-token
-   changes, the policy White et al. found state of the art on NAS benchmarks ("Local search is
-   state of the art for NAS benchmarks", 2020), started from the best architecture so far. The
-   neighbours of the incumbent are tried in the order a fresh posterior draw rates them; the first
-   better one becomes the incumbent. When every neighbour has been seen, the climb restarts from
-   the best architecture that still has unseen neighbours.
+3. **Local search** (the rest of the budget): hill climbing over one-token changes, the policy
+   White et al. found state of the art on NAS benchmarks ("Local search is state of the art for
+   NAS benchmarks", 2020), started from the best architecture so far. The neighbours of the
+   incumbent are tried in the order a fresh posterior draw rates them (or at random). With
+   ``improvement="first"`` the first better one becomes the incumbent; with ``"best"`` (steepest
+   ascent, White et al.'s variant) every neighbour is tried and the best of them is climbed to.
+   When every neighbour has been seen, the climb restarts from the best architecture that still
+   has unseen neighbours.
 
 No architecture is evaluated twice (a repeat would spend budget on a known reward). The additive
 model sets the direction; the climb resolves the interactions between tokens that it cannot
@@ -33,6 +41,8 @@ from typing import Any
 import numpy as np
 
 from agents.base import AnyEnv, AskTellAgent
+from agents.screen import ZeroCostScreen, space_of
+from nas_env import zero_cost as zc
 from nas_env.errors import check_choice
 from nas_env.records import TokenSpec
 
@@ -44,7 +54,8 @@ class LocalSearchConfig:
     """Settings of model-guided local search (see the module docstring)."""
 
     initial_random: int = 5
-    """Architectures drawn uniformly before the model is used (at least 2, to standardise rewards)."""
+    """Architectures drawn uniformly before the model is used (the first is the zero-cost optimum
+    when ``start_score`` is set). With one, the model's first draw comes from its prior."""
     model_samples: int = 50
     """Architectures proposed before local search starts, the random ones included (Thompson
     sampling proposes ``model_samples - initial_random``)."""
@@ -54,6 +65,14 @@ class LocalSearchConfig:
     neighbour_order: str = "model"
     """Order in which the incumbent's neighbours are tried: "model" (a posterior draw rates them)
     or "random" (White et al.'s local search)."""
+    improvement: str = "first"
+    """How the climb moves: "first" (to the first neighbour better than the incumbent) or "best"
+    (after trying every neighbour of the incumbent, to the best one, if it is better)."""
+    start_score: str | None = None
+    """A zero-cost score (:data:`nas_env.zero_cost.ALL_SCORES`) whose hill-climbed optimum is the
+    first architecture evaluated; None: the first is random."""
+    screen_cache: str | None = None
+    """SQLite store of the zero-cost scores, shared between runs (None: kept for this run only)."""
     enumerate_limit: int = 100_000
     """Spaces with at most this many architectures are scored whole; larger ones through a pool."""
     pool_size: int = 2_000
@@ -66,8 +85,6 @@ class LocalSearchConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r} must be a positive integer")
-        if self.initial_random < 2:
-            raise ValueError(f"initial_random={self.initial_random} must be at least 2")
         if self.model_samples < self.initial_random:
             raise ValueError(
                 f"model_samples={self.model_samples} must be >= initial_random={self.initial_random}"
@@ -75,6 +92,9 @@ class LocalSearchConfig:
         if not self.noise_variance > 0:
             raise ValueError(f"noise_variance={self.noise_variance!r} must be positive")
         check_choice("neighbour_order", self.neighbour_order, ("model", "random"))
+        check_choice("improvement", self.improvement, ("first", "best"))
+        if self.start_score is not None:
+            zc.check_score(self.start_score)
 
 
 # ---- the model ---------------------------------------------------------------------------------------
@@ -129,7 +149,7 @@ def neighbours(tokens: Tokens, schedule: tuple[TokenSpec, ...]) -> list[Tokens]:
 
 
 class LocalSearchAgent(AskTellAgent):
-    """Model-guided local search: random start, Thompson sampling, then first-improvement hill climbing.
+    """Model-guided local search: random (or zero-cost) start, Thompson sampling, then hill climbing.
 
     See the module docstring for the algorithm and its sources. On a vector env of ``n`` sub-envs,
     ``n`` proposals are made before their rewards are known (distinct draws, or the next ``n``
@@ -157,6 +177,11 @@ class LocalSearchAgent(AskTellAgent):
         self.seen: set[Tokens] = set()
         self.incumbent: tuple[Tokens, float] | None = None
         self.queue: list[Tokens] | None = None  # the incumbent's neighbours still to try, in order
+        self.screen = (
+            None
+            if self.config.start_score is None
+            else ZeroCostScreen(space_of(env), self.config.start_score, self.config.screen_cache)
+        )
 
     # ---- proposals -----------------------------------------------------------------------------------
 
@@ -168,6 +193,8 @@ class LocalSearchAgent(AskTellAgent):
             done = len(self.evaluated) + len(batch)
             if len(taken) >= self.space_size:
                 tokens = self._random(set())  # everything seen: a repeat is all that is left
+            elif done == 0 and self.screen is not None:
+                tokens = self._zero_cost_optimum()
             elif done < self.config.initial_random:
                 tokens = self._random(taken)
             elif done < self.config.model_samples:
@@ -182,6 +209,18 @@ class LocalSearchAgent(AskTellAgent):
             tokens = tuple(int(self.rng.integers(spec.num_choices)) for spec in self.schedule)
             if tokens not in taken:
                 return tokens
+
+    def _zero_cost_optimum(self) -> Tokens:
+        """Steepest ascent on the zero-cost score from a random architecture, to a local optimum."""
+        assert self.screen is not None
+        current = self._random(set())
+        value = self.screen.score(current)
+        while True:
+            scored = [(self.screen.score(n), n) for n in neighbours(current, self.schedule)]
+            best_value, best = max(scored, key=lambda s: s[0])  # the first of equals
+            if not best_value > value:
+                return current
+            current, value = best, best_value
 
     def _draw(self) -> np.ndarray:
         tokens = np.array([t for t, _ in self.evaluated], dtype=np.int64)
@@ -251,12 +290,19 @@ class LocalSearchAgent(AskTellAgent):
     # ---- learning ----------------------------------------------------------------------------------
 
     def observe(self, tokens: Sequence[int], reward: float, info: dict[str, Any]) -> None:
-        """Add the reward to the model's data; during local search, a better one becomes the incumbent."""
+        """Add the reward to the model's data; in a first-improvement climb, a better one is moved to.
+
+        A best-improvement climb moves when the incumbent's queue is spent: :meth:`_restart` then
+        takes the best architecture with unseen neighbours, which is the best neighbour when it beat
+        the incumbent.
+        """
         tokens = tuple(int(t) for t in tokens)
         self.evaluated.append((tokens, reward))
         self.seen.add(tokens)
-        if len(self.evaluated) > self.config.model_samples and (
-            self.incumbent is None or reward > self.incumbent[1]
+        if (
+            self.config.improvement == "first"
+            and len(self.evaluated) > self.config.model_samples
+            and (self.incumbent is None or reward > self.incumbent[1])
         ):
             self.incumbent, self.queue = (tokens, reward), None  # first improvement: move
 

@@ -65,6 +65,13 @@ class ScreenConfig:
         zc.check_score(self.screen_score)
 
 
+def space_of(env: AnyEnv) -> Any:
+    """The search space of a token env of this package (wrapped or vectorised)."""
+    if isinstance(env, gym.vector.VectorEnv):
+        return env.get_attr("space")[0]
+    return env.unwrapped.space  # type: ignore[attr-defined]
+
+
 class ZeroCostScreen:
     """Zero-cost scores of an env's architectures, each computed once.
 
@@ -132,11 +139,7 @@ class ScreenedAgent(AskTellAgent):
         inner = make_agent(self.config.base, env, seed=seed, **self.config.base_kwargs)
         assert isinstance(inner, AskTellAgent)  # every SCREENABLE agent is
         self.inner: AskTellAgent = inner
-        if isinstance(env, gym.vector.VectorEnv):
-            space = env.get_attr("space")[0]  # type: ignore[attr-defined]
-        else:
-            space = env.unwrapped.space  # type: ignore[attr-defined]
-        self.screen = ZeroCostScreen(space, self.config.screen_score, self.config.screen_cache)
+        self.screen = ZeroCostScreen(space_of(env), self.config.screen_score, self.config.screen_cache)
 
     def config_dict(self) -> dict[str, Any]:
         """The screen's settings, with the base agent's."""

@@ -155,7 +155,7 @@ def summary(
         f"# End to end: {config.env} trained at {config.fidelity}{ladder}, {config.time_budget:g} s per run",
         "",
         f"Clock: charged measured seconds / {config.workers} one-thread workers; {source}. "
-        f"Seeds 0..{config.seeds - 1}.",
+        f"Seeds {config.first_seed}..{config.first_seed + config.seeds - 1}.",
         judged,
         f"Command: `{command}`",
         f"CPU: {cpu_model()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the end.",

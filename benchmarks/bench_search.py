@@ -113,7 +113,10 @@ class BenchSearchConfig:
     policies: str = "random,local_search"
     """Comma-separated search policies (agents.AGENT_NAMES but halving; see --promote)."""
     seeds: int = 3
-    """Runs per policy, with seeds 0..N-1."""
+    """Runs per policy, with seeds F..F+N-1 (F: --first-seed)."""
+    first_seed: int = 0
+    """The first seed: a later invocation adds seeds without rerunning the earlier ones (with its
+    own --store, a seed's children are trained afresh, so seeds differ in training noise too)."""
     fidelity: str = "proxy"
     """Trained-mode preset the children are trained at (smoke, proxy, paper)."""
     promote: str = ""
@@ -168,6 +171,8 @@ class BenchSearchConfig:
         for flag, value in (("--seeds", self.seeds), ("--workers", self.workers)):
             if value < 1:
                 raise UsageError(f"{flag} {value} must be at least 1")
+        if self.first_seed < 0:
+            raise UsageError(f"--first-seed {self.first_seed} must be at least 0")
         if self.max_evaluations < 1:
             raise UsageError(f"--max-evaluations {self.max_evaluations} must be at least 1")
         if self.replay is not None and not Path(self.replay).is_file():
@@ -288,7 +293,8 @@ def prepare(config: BenchSearchConfig) -> tuple[list[Job], Labels]:
         bases.append(job)
     env.close()
     # Seed by seed, so a benchmark stopped early holds every policy at the same seeds.
-    jobs = [Job(**{**asdict(job), "seed": seed}) for seed in range(config.seeds) for job in bases]
+    seeds = range(config.first_seed, config.first_seed + config.seeds)
+    jobs = [Job(**{**asdict(job), "seed": seed}) for seed in seeds for job in bases]
     return jobs, labels
 
 

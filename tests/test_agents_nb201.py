@@ -68,7 +68,8 @@ def test_defaults_are_the_published_ones() -> None:
     [
         (NB201ReinforceConfig, {"ema_momentum": 1.0}, "ema_momentum=1.0 must be in [0, 1)"),
         (NB201ReinforceConfig, {"learning_rate": 0}, "learning_rate=0 must be positive"),
-        (LocalSearchConfig, {"initial_random": 1}, "initial_random=1 must be at least 2"),
+        (LocalSearchConfig, {"initial_random": 0}, "initial_random=0 must be a positive integer"),
+        (LocalSearchConfig, {"improvement": "steepest"}, "improvement='steepest' is not allowed"),
         (LocalSearchConfig, {"model_samples": 3}, "model_samples=3 must be >= initial_random=5"),
         (LocalSearchConfig, {"neighbour_order": "best"}, "neighbour_order='best' is not allowed"),
         (LocalSearchConfig, {"noise_variance": 0.0}, "noise_variance=0.0 must be positive"),

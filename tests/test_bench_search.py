@@ -230,6 +230,38 @@ def test_runs_go_seed_by_seed(table: str, tmp_path: Path) -> None:
     ]  # fmt: skip
 
 
+def test_first_seed_adds_later_seeds_only(table: str, tmp_path: Path) -> None:
+    """--first-seed 2 --seeds 2 runs seeds 2 and 3, each as seed 2 and 3 of a longer benchmark would."""
+    args = ("--table", table, "--policies", "random", "--time-budget", "1000", "--max-evaluations", "2")
+    later = run(
+        tmp_path / "later", *args, "--seeds", "2", "--first-seed", "2", "--store", str(tmp_path / "a.sqlite")
+    )
+    whole = run(tmp_path / "whole", *args, "--seeds", "4", "--store", str(tmp_path / "b.sqlite"))
+    assert [r["seed"] for r in later] == ["2", "3"]
+    assert [(r["arch"], r["reward"]) for r in later] == [(r["arch"], r["reward"]) for r in whole[2:]]
+    assert "Seeds 2..3." in (tmp_path / "later" / "summary.md").read_text()
+
+
+def test_a_zero_cost_start_is_charged_its_climb(table: str, tmp_path: Path) -> None:
+    """local_search with start_score: the climb's scores are charged and exported, its top is trained."""
+    exported = tmp_path / "measured.csv"
+    kwargs = (
+        "local_search.start_score=live_params",
+        "local_search.initial_random=1",
+        "local_search.model_samples=1",
+    )
+    args = ("--table", table, "--policies", "local_search", "--seeds", "1", "--agent-kwargs", *kwargs,
+            "--time-budget", "1000", "--max-evaluations", "2")  # fmt: skip
+    [row] = run(tmp_path / "a", *args, "--store", str(tmp_path / "store.sqlite"), "--export", str(exported))
+    rows = read_measured_csv(exported)
+    scores = {r.arch: r.score for r in rows if r.fidelity == "zero_cost:live_params"}
+    trained = [r for r in rows if r.fidelity == "smoke"]
+    assert len(trained) == 2 and len(scores) > 24  # at least the start and all 24 of its neighbours scored
+    first = max(scores, key=scores.__getitem__)
+    assert first in {r.arch for r in trained}  # a climb ends at the best score it saw
+    assert float(row["charged_s"]) == pytest.approx(sum(r.seconds for r in rows), rel=1e-12)
+
+
 # ---- successive halving, the real table, the command line, resume ----------------------------------------
 
 
@@ -398,6 +430,7 @@ BAD = [
     (["--time-budget", "0"], "--time-budget 0 must be a positive number of seconds", ""),
     (["--time-budget", "-60"], "--time-budget -60 must be a positive number of seconds", ""),
     (["--workers", "0"], "--workers 0 must be at least 1", ""),
+    (["--first-seed", "-1"], "--first-seed -1 must be at least 0", ""),
     (["--replay", "nowhere.csv"], "--replay nowhere.csv: no such file (write one with --export)", ""),
     (["--import-csv", "nowhere.csv"], "--import-csv nowhere.csv: no such file (write one with --export)", ""),
     (["--import-csv", __file__, "--replay", __file__], "a --replay run trains nothing", ""),
