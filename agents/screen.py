@@ -68,7 +68,7 @@ class ScreenConfig:
 def space_of(env: AnyEnv) -> Any:
     """The search space of a token env of this package (wrapped or vectorised)."""
     if isinstance(env, gym.vector.VectorEnv):
-        return env.get_attr("space")[0]
+        return env.get_attr("space")[0]  # type: ignore[attr-defined]
     return env.unwrapped.space  # type: ignore[attr-defined]
 
 

@@ -310,6 +310,39 @@ def test_the_real_table_judges_the_returned_cells(data_dir: Path, tmp_path: Path
     )
 
 
+ZC_CLIMB = (
+    "--policies", "local_search", "--agent-kwargs", "local_search.start_score=live_params",
+    "local_search.initial_random=1", "local_search.model_samples=1", "local_search.improvement=best",
+    "local_search.neighbour_order=random", "--fidelity", "deep", "--time-budget", "1800", "--workers", "2",
+)  # fmt: skip
+"""docs/end_to_end.md's 30-minute recipe: a zero-cost start, then best-improvement climbing at deep."""
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_committed_zero_cost_climb_export_replays_to_its_documented_figures(
+    data_dir: Path, tmp_path: Path, seed: int
+) -> None:
+    """Replaying each seed's measured children (no training) returns the cell docs/end_to_end.md reports."""
+    try:
+        find_nb201_table()
+    except DatasetError:
+        pytest.skip("no NB201 table under $NAS_ENV_DATA")
+    measured = REPO / "benchmarks" / "measured" / f"nb201_deep_zcclimb30_s{seed}.csv"
+    code = bench.main(
+        ["--no-progress", *ZC_CLIMB, "--seeds", "1", "--first-seed", str(seed), "--replay", str(measured),
+         "--out", str(tmp_path)]
+    )  # fmt: skip
+    assert code == 0
+    with (tmp_path / "runs.csv").open(newline="") as f:
+        [row] = list(csv.DictReader(f))
+    assert (row["seed"], row["evaluations"], row["test_acc_200ep"], row["rank"]) == (
+        str(seed),
+        "22",
+        "94.363333",
+        "3",
+    )
+
+
 def command(*args: str) -> list[str]:
     return [sys.executable, str(SCRIPT), "--no-progress", "--fidelity", "smoke", *args]
 
