@@ -214,13 +214,11 @@ class LocalSearchAgent(AskTellAgent):
         """Steepest ascent on the zero-cost score from a random architecture, to a local optimum."""
         assert self.screen is not None
         current = self._random(set())
-        value = self.screen.score(current)
         while True:
-            scored = [(self.screen.score(n), n) for n in neighbours(current, self.schedule)]
-            best_value, best = max(scored, key=lambda s: s[0])  # the first of equals
-            if not best_value > value:
+            best = tuple(self.screen.best(neighbours(current, self.schedule)))  # the first of equals
+            if not self.screen.score(best) > self.screen.score(current):  # scores are memoised
                 return current
-            current, value = best, best_value
+            current = best
 
     def _draw(self) -> np.ndarray:
         tokens = np.array([t for t, _ in self.evaluated], dtype=np.int64)
